@@ -1,0 +1,3 @@
+"""The limi command line."""
+
+import limi_core  # noqa: F401  first: it turns gRPC's fork handlers off before gRPC loads

@@ -1,0 +1,209 @@
+"""Durable pull consumers with explicit acks, heartbeats, bounded redelivery and dead letters.
+
+`EventConsumer.run` fetches from a durable pull consumer and hands each message to an async
+handler as a `Delivery`, at most `concurrency` at a time. While the handler works, a heartbeat
+calls `in_progress()` every third of `ack_wait`, so long work is not redelivered. A handler
+that returns gets its message acked (confirmed with `ack_sync`); one that raises gets a `nak`
+with the next backoff delay; on the last allowed delivery, or when it raises `PoisonMessage`,
+the message is written to the dead-letter stream as a `DeadLetter` record and terminated.
+Handlers must be idempotent (see idempotency.py): a crash after the effect and before the ack
+redelivers the message, and the server can accept a late ack after a redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js import api
+from nats.js.errors import FetchTimeoutError, NotFoundError
+
+from limi.bus.v1 import bus_pb2
+from limi_core import bus
+from limi_core.events import HEADER_MSG_ID, HEADER_PAYLOAD_OBJECT, EventPublisher, PayloadStore, event_id
+
+log = logging.getLogger(__name__)
+
+
+class PoisonMessage(Exception):
+    """Raised by a handler for a message that can never be processed: dead-letter it now."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsumerSpec:
+    stream: str
+    durable: str
+    subject: str
+    ack_wait_seconds: float = 60.0
+    max_deliver: int = 5
+    # Delay before redelivery after the n-th failure (the last value repeats).
+    backoff_seconds: tuple[float, ...] = (1.0, 5.0, 30.0)
+    concurrency: int = 1
+    fetch_batch: int = 32
+
+    def config(self) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_seconds,
+            max_deliver=self.max_deliver,
+            filter_subject=self.subject,
+            max_ack_pending=max(self.concurrency * 4, self.fetch_batch),
+        )
+
+    def delay_after(self, failures: int) -> float:
+        return self.backoff_seconds[min(failures, len(self.backoff_seconds)) - 1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """One message as a handler sees it."""
+
+    msg_id: str
+    subject: str
+    data: bytes
+    deliveries: int
+    stream_sequence: int
+    headers: dict[str, str]
+
+    def decode(self, message_type: type[Message]) -> Message:
+        message = message_type()
+        message.ParseFromString(self.data)
+        return message
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class EventConsumer:
+    """Runs one durable consumer until stopped."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        spec: ConsumerSpec,
+        handler: Handler,
+        *,
+        publisher: EventPublisher,
+        payloads: PayloadStore | None = None,
+    ) -> None:
+        self._js, self.spec, self._handler = js, spec, handler
+        self._publisher = publisher
+        self._payloads = payloads or PayloadStore(js)
+        self._in_flight: set[asyncio.Task] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and handle until `stop` is set, then wait for the messages in flight."""
+        subscription = await self._js.pull_subscribe(
+            self.spec.subject, durable=self.spec.durable, stream=self.spec.stream, config=self.spec.config()
+        )
+        try:
+            while not stop.is_set():
+                free = self.spec.concurrency - len(self._in_flight)
+                if free <= 0:
+                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    messages = await subscription.fetch(min(free, self.spec.fetch_batch), timeout=1.0)
+                except (FetchTimeoutError, asyncio.TimeoutError):
+                    continue
+                for msg in messages:
+                    task = asyncio.create_task(self._handle(msg))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+        except asyncio.CancelledError:
+            # Cut off (the grace period ran out): hand the messages in flight back now.
+            for task in self._in_flight:
+                task.cancel()
+            raise
+        finally:
+            if self._in_flight:
+                await asyncio.wait(self._in_flight)
+            await subscription.unsubscribe()
+
+    async def _handle(self, msg: Msg) -> None:
+        meta = msg.metadata
+        headers = dict(msg.headers or {})
+        delivery = Delivery(
+            msg_id=headers.get(HEADER_MSG_ID, f"{meta.stream}:{meta.sequence.stream}"),
+            subject=msg.subject,
+            data=msg.data,
+            deliveries=meta.num_delivered,
+            stream_sequence=meta.sequence.stream,
+            headers=headers,
+        )
+        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            if HEADER_PAYLOAD_OBJECT in headers:
+                delivery = dataclasses.replace(delivery, data=await self._payloads.get(headers[HEADER_PAYLOAD_OBJECT]))
+            await self._handler(delivery)
+        except PoisonMessage as exc:
+            await self._dead_letter(msg, delivery, f"poison: {exc}")
+        except asyncio.CancelledError:
+            await msg.nak()
+            raise
+        except Exception as exc:  # the handler's failure is reported to the broker, not swallowed
+            log.warning(
+                "handler failed",
+                exc_info=True,
+                extra={"fields": {"consumer": self.spec.durable, "msg_id": delivery.msg_id, "deliveries": delivery.deliveries}},
+            )
+            if delivery.deliveries >= self.spec.max_deliver:
+                await self._dead_letter(msg, delivery, f"{type(exc).__name__}: {exc}")
+            else:
+                await msg.nak(delay=self.spec.delay_after(delivery.deliveries))
+        else:
+            await msg.ack_sync()
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        interval = max(self.spec.ack_wait_seconds / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            await msg.in_progress()
+
+    async def _dead_letter(self, msg: Msg, delivery: Delivery, error: str) -> None:
+        dead_at = timestamp_pb2.Timestamp()
+        dead_at.GetCurrentTime()
+        record = bus_pb2.DeadLetter(
+            stream=self.spec.stream,
+            consumer=self.spec.durable,
+            subject=delivery.subject,
+            msg_id=delivery.msg_id,
+            stream_sequence=delivery.stream_sequence,
+            deliveries=delivery.deliveries,
+            error=error[:4000],
+            payload=b"" if HEADER_PAYLOAD_OBJECT in delivery.headers else delivery.data,
+            headers=delivery.headers,
+            dead_at=dead_at,
+        )
+        dead_id = event_id("deadletter", self.spec.stream, self.spec.durable, delivery.stream_sequence)
+        await self._publisher.publish(bus.DEAD_LETTERS, record, dead_id)
+        log.error("dead-lettered", extra={"fields": {"consumer": self.spec.durable, "msg_id": delivery.msg_id, "error": error}})
+        await msg.term()
+
+
+async def read_dead_letters(js: JetStreamContext, limit: int = 100) -> list[bus_pb2.DeadLetter]:
+    """The newest dead letters (for `limi dead-letters` and tests), oldest first."""
+    spec = bus.stream_for(bus.DEAD_LETTERS)
+    info = await js.stream_info(spec.name)
+    if info.state.messages == 0:
+        return []
+    records = []
+    first = max(info.state.first_seq, info.state.last_seq - limit + 1)
+    for seq in range(first, info.state.last_seq + 1):
+        try:
+            raw = await js.get_msg(spec.name, seq)
+        except NotFoundError:
+            continue
+        record = bus_pb2.DeadLetter()
+        record.ParseFromString(raw.data or b"")
+        records.append(record)
+    return records

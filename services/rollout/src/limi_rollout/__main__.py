@@ -1,0 +1,5 @@
+"""`python -m limi_rollout` runs the rollout service."""
+
+from limi_rollout.server import main
+
+main()
