@@ -4,7 +4,9 @@ Every call is counted by method and status code and timed in a histogram. A `Lim
 by a servicer becomes its status code with its message; `NotImplementedError` (what generated
 servicers raise for methods not written yet) becomes UNIMPLEMENTED naming the method; any other
 exception is logged with its traceback and becomes INTERNAL without leaking internals. Bytes
-that do not parse as the request message get INVALID_ARGUMENT.
+that do not parse as the request message get INVALID_ARGUMENT. A streaming servicer's generator
+is closed as soon as the call ends, cancelled calls included, so the work behind it (a sandbox
+command, a watcher) stops at once rather than whenever the garbage collector gets to it.
 """
 
 from __future__ import annotations
@@ -87,22 +89,27 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _streaming(self, behavior, method: str):
+        # A coroutine that writes, not a generator that yields: gRPC leaves a generator handler
+        # suspended when the call is cancelled during a write; here `finally` closes it.
         async def wrapped(request, context):
             started = time.perf_counter()
             IN_FLIGHT.labels(self._service, method).inc()
+            result = None
             try:
                 result = behavior(request, context)
                 if inspect.isawaitable(result):
                     result = await result
                 if hasattr(result, "__aiter__"):
                     async for item in result:
-                        yield item
+                        await context.write(item)
                 elif result is not None:
                     for item in result:
-                        yield item
+                        await context.write(item)
             except BaseException as exc:
                 await self._fail(exc, context, method)
             finally:
+                if hasattr(result, "aclose"):
+                    await result.aclose()
                 self._observe(context, method, started)
 
         return wrapped

@@ -17,6 +17,7 @@ import asyncio
 import collections
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from limi_core.errors import InvalidArgument, Unavailable
@@ -99,8 +100,9 @@ class RequestLog:
     async def stream(self, key: str, fingerprint: bytes, run: Callable[[], AsyncIterator[Any]], size: Callable[[Any], int],
                      on_abort: Callable[[], Any]) -> AsyncIterator[Any]:
         if not key:
-            async for item in run():
-                yield item
+            async with aclosing(run()) as items:
+                async for item in items:
+                    yield item
             return
         entry = self._existing(key, fingerprint)
         if entry is not None:
@@ -109,12 +111,13 @@ class RequestLog:
             return
         entry = self._add(key, fingerprint)
         try:
-            async for item in run():
-                entry.items.append(item)
-                self._grow(entry, size(item))
-                async with entry.changed:
-                    entry.changed.notify_all()
-                yield item
+            async with aclosing(run()) as items:
+                async for item in items:
+                    entry.items.append(item)
+                    self._grow(entry, size(item))
+                    async with entry.changed:
+                        entry.changed.notify_all()
+                    yield item
         except BaseException as exc:
             if entry.items:
                 entry.items.append(on_abort())

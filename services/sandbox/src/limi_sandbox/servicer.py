@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from google.protobuf import duration_pb2
 
@@ -110,8 +111,9 @@ class SandboxServicer(sandbox_pb2_grpc.SandboxServiceServicer):
         events = self.log.stream(f"Exec:{request.request_id}" if request.request_id else "", fingerprint(request),
                                  lambda: self._events(session.exec(command=request.command, stdin=request.stdin, timeout=timeout)),
                                  size=lambda e: e.ByteSize() + 64, on_abort=cancelled_event)
-        async for event in events:
-            yield event
+        async with aclosing(events):
+            async for event in events:
+                yield event
 
     async def RunPython(self, request: sandbox_pb2.RunPythonRequest, context) -> AsyncIterator[sandbox_pb2.ExecEvent]:
         if not request.code.strip():
@@ -124,8 +126,9 @@ class SandboxServicer(sandbox_pb2_grpc.SandboxServiceServicer):
         events = self.log.stream(f"RunPython:{request.request_id}" if request.request_id else "", fingerprint(request),
                                  lambda: self._events(session.exec(argv=["python3", "-u", "-"], stdin=code, timeout=timeout)),
                                  size=lambda e: e.ByteSize() + 64, on_abort=cancelled_event)
-        async for event in events:
-            yield event
+        async with aclosing(events):
+            async for event in events:
+                yield event
 
     @staticmethod
     async def _events(items: AsyncIterator[OutputChunk | ExecOutcome]) -> AsyncIterator[sandbox_pb2.ExecEvent]:
