@@ -91,6 +91,26 @@ def test_an_episode_runs_tools_in_the_sandbox_and_records_everything(stack):
     assert limi_format.limi_to_trajectory(json.loads(limi_format.dumps_sample(limi_format.trajectory_to_limi(trajectory)))) == trajectory
 
 
+def test_a_query_starts_in_a_workspace_holding_its_files(stack):
+    def script(body):
+        if not tool_results(body):
+            return Reply(tool_calls=(("shell", json.dumps({"command": "cat data/in.txt"})),))
+        return Reply(content="read it")
+
+    stub, _policy, sandbox, _rollout = stack(script)
+    seeded = query("Summarize data/in.txt.")
+    seeded.workspace_files.add(path="data/in.txt", content=b"3 rows from the query's workspace\n")
+    trajectory = stub.RunEpisode(rollout_pb2.RunEpisodeRequest(query=seeded), timeout=120)
+    (shell,) = [s.tool_result for s in trajectory.steps if s.role == tp.ROLE_TOOL]
+    assert shell.exit_code == 0 and shell.output.startswith("3 rows from the query's workspace\n")
+    # A caller's session is used as it is: the caller owns that workspace, the query's files stay out.
+    sandbox_stub = sandbox_pb2_grpc.SandboxServiceStub(grpc.insecure_channel(sandbox.grpc_address))
+    session = sandbox_stub.CreateSession(sandbox_pb2.CreateSessionRequest(), timeout=60)
+    attached = stub.RunEpisode(rollout_pb2.RunEpisodeRequest(query=seeded, sandbox_session_id=session.id), timeout=120)
+    (missing,) = [s.tool_result for s in attached.steps if s.role == tp.ROLE_TOOL]
+    assert missing.exit_code != 0 and "No such file" in missing.output
+
+
 def test_malformed_tool_calls_go_back_to_the_model_and_are_recorded(stack):
     def script(body):
         results = tool_results(body)
@@ -205,6 +225,8 @@ def test_feedback_rounds_continue_in_the_same_workspace(stack):
         (rollout_pb2.RunEpisodeRequest(query=query("x"), endpoint="ftp://x"), "endpoint"),
         (rollout_pb2.RunEpisodeRequest(query=query("x"), sampling=tp.SamplingParams(temperature=7)), "sampling.temperature"),
         (rollout_pb2.RunEpisodeRequest(continue_from=tp.Trajectory(id="t")), "feedback"),
+        (rollout_pb2.RunEpisodeRequest(query=query_pb2.Query(text="x", workspace_files=[query_pb2.WorkspaceFile(path="../out.txt")])),
+         "query.workspace_files"),
     ],
 )
 def test_bad_episode_requests_name_the_field(stack, request_, field):

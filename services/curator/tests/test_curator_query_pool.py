@@ -9,7 +9,7 @@ import pytest
 from limi.query.v1 import query_pb2
 from limi_core.errors import InvalidArgument, NotFound
 from limi_curator.curator import Curator
-from limi_curator.query_import import parse_csv, parse_jsonl
+from limi_curator.query_import import MAX_WORKSPACE_BYTES, parse_csv, parse_jsonl
 
 REAL = query_pb2.QUERY_SOURCE_REAL
 
@@ -50,6 +50,19 @@ def test_jsonl_rows_become_queries_with_categories_labels_and_provenance():
     assert (queries[0].provenance.origin_file, queries[0].provenance.origin_line) == ("queries.jsonl", 1)
 
 
+def test_workspace_files_travel_with_the_query_and_count_in_its_hash():
+    text = "Build a C++ console inventory tracker that persists items to a CSV file and supports search by SKU."
+    rows = [{"text": text}, {"text": text, "files": {"src/main.cpp": "int main() {}\n", "README.md": "# inventory\n"}},
+            {"text": text, "workspace_files": {"src/main.cpp": "int main() { return 1; }\n", "README.md": "# inventory\n"}},
+            {"text": text, "files": {}}]
+    plain, seeded, other, empty = parse_jsonl("\n".join(json.dumps(row) for row in rows).encode(), "queries.jsonl", REAL)
+    # Without files the hash and id are the text's alone, exactly as before workspace files existed.
+    assert plain.id == empty.id == "q-8ef9641c7edc1a48" and plain.content_hash == empty.content_hash and not plain.workspace_files
+    assert [(f.path, f.content, f.mode) for f in seeded.workspace_files] == [("README.md", b"# inventory\n", 0), ("src/main.cpp", b"int main() {}\n", 0)]
+    assert len({plain.content_hash, seeded.content_hash, other.content_hash}) == 3
+    assert len({plain.id, seeded.id, other.id}) == 3 and seeded.id == "q-" + seeded.content_hash[:16]
+
+
 def test_csv_rows_become_queries_and_extra_columns_become_labels():
     queries = parse_csv(QUERIES_CSV.encode(), "queries.csv", REAL)
     assert [q.category for q in queries] == [query_pb2.QUERY_CATEGORY_BACKEND, query_pb2.QUERY_CATEGORY_FRONTEND]
@@ -69,6 +82,15 @@ def test_csv_rows_become_queries_and_extra_columns_become_labels():
         ('{"text": "Refactor", "pull_request": "12a"}\n', "queries.jsonl line 1 field pull_request: must be a pull request number"),
         ('["not", "an", "object"]\n', "queries.jsonl line 1 field (line): must be a JSON object"),
         ("\n\n", "queries.jsonl: holds no queries"),
+        ('{"text": "Fix it", "files": ["a.py"]}\n', "queries.jsonl line 1 field files: must be an object of relative path -> text content"),
+        ('{"text": "Fix it", "files": {"a.py": 3}}\n', "queries.jsonl line 1 field files: must be an object of relative path -> text content"),
+        ('{"text": "Fix it", "workspace_files": {"/etc/passwd": "x"}}\n', "queries.jsonl line 1 field workspace_files: path '/etc/passwd' must be relative"),
+        ('{"text": "Fix it", "files": {"src/../../x": "x"}}\n', "queries.jsonl line 1 field files: path 'src/../../x' must be relative"),
+        ('{"text": "Fix it", "files": {"": "x"}}\n', "queries.jsonl line 1 field files: path '' must be relative"),
+        ('{"text": "Fix it", "files": {"src": "x", "src/a.py": "y"}}\n', "queries.jsonl line 1 field files: path 'src' is a file but 'src/a.py'"),
+        ('{"text": "Fix it", "files": {}, "workspace_files": {}}\n', "queries.jsonl line 1 field workspace_files: repeats files"),
+        ('{"text": "Fix it", "files": {"a.bin": "' + "x" * (MAX_WORKSPACE_BYTES + 1) + '"}}\n',
+         f"queries.jsonl line 1 field files: holds {MAX_WORKSPACE_BYTES + 1} bytes of content; at most {MAX_WORKSPACE_BYTES}"),
     ],
 )
 def test_broken_jsonl_is_rejected_naming_line_and_field(content, message):
@@ -84,6 +106,7 @@ def test_broken_jsonl_is_rejected_naming_line_and_field(content, message):
         ("text,category,author\n\"Speed up the importer\",optimization\n", "queries.csv line 2 field author: is missing"),
         ("text,category\n\"Speed up the importer\",optimization,extra\n", "queries.csv line 2 field (row): has 3 cells for 2 columns"),
         ("text,category\n\"\",backend\n", "queries.csv line 2 field text: must not be empty"),
+        ("text,files\n\"Fix it\",a.py\n", "queries.csv line 2 field files: is not a CSV column"),
     ],
 )
 def test_broken_csv_is_rejected_naming_line_and_field(content, message):
@@ -106,6 +129,17 @@ def test_import_counts_duplicates_and_refuses_a_reused_id_with_other_text(curato
         curator.import_queries("jsonl", b'{"id": "thumbs-speed", "text": "Something else entirely"}\n', "more.jsonl", REAL)
     # All or nothing: the failed import stored nothing.
     assert len(curator.pool.all_active()) == 4
+
+
+def test_the_same_text_with_other_files_is_another_query(curator):
+    text = "Make the importer skip blank lines."
+    rows = [{"text": text}, {"text": text, "files": {"importer.py": "def load(lines): ...\n"}},
+            {"text": text, "files": {"importer.py": "def load(lines): ...\n"}}]
+    ids, added = curator.import_queries("jsonl", "\n".join(json.dumps(row) for row in rows).encode(), "queries.jsonl", REAL)
+    assert len(added) == 2 and ids[1] == ids[2] != ids[0]
+    assert [f.path for f in curator.pool.get(ids[1]).workspace_files] == ["importer.py"]
+    with pytest.raises(InvalidArgument, match=r"^more.jsonl line 1 field id: query .* already exists with different text or workspace files"):
+        curator.import_queries("jsonl", json.dumps({"id": ids[1], "text": text}).encode(), "more.jsonl", REAL)
 
 
 def test_list_filters_by_source_category_status_and_pages(curator):

@@ -79,6 +79,22 @@ async def test_queries_are_imported_listed_published_and_emitted_once(curator_se
     assert "limi_curator_query_tasks_emitted_total 4.0" in _metrics(curator_service)
 
 
+async def test_an_emitted_query_carries_its_workspace_files(curator_service, jetstream):
+    row = {"text": "Make the CSV importer skip blank lines and add a test for it.", "category": "data_processing",
+           "files": {"importer.py": "def load(lines):\n    return [l.split(',') for l in lines]\n", "data/in.csv": "a,b\n\n1,2\n"}}
+    async with grpc.aio.insecure_channel(curator_service.grpc_address) as channel:
+        stub = curator_pb2_grpc.CuratorServiceStub(channel)
+        imported = await stub.ImportQueries(curator_pb2.ImportQueriesRequest(format=curator_pb2.IMPORT_FORMAT_JSONL, content=json.dumps(row).encode(),
+                                                                             origin="seeded.jsonl"), timeout=30)
+        query_set = await stub.PublishQuerySet(curator_pb2.PublishQuerySetRequest(name="seeded-v1", query_ids=imported.query_ids), timeout=30)
+        await stub.EmitQuerySet(curator_pb2.EmitQuerySetRequest(query_set_id=query_set.id), timeout=30)
+    (message,) = await _stream_messages(jetstream, bus.QUERY_TASKS)
+    task = query_pb2.QueryTask()
+    task.ParseFromString(message.data)
+    assert task.query.id == imported.query_ids[0]
+    assert {f.path: f.content.decode() for f in task.query.workspace_files} == row["files"]
+
+
 async def test_trajectories_from_the_bus_become_a_published_dataset(curator_service, nats_client, jetstream, trajectory_factory):
     publisher = EventPublisher.for_connection(nats_client, jetstream)
     async with grpc.aio.insecure_channel(curator_service.grpc_address) as channel:

@@ -3,11 +3,13 @@
 A row needs `text` (also read as `query` or `test_query`, LIMI's name); optional fields are
 `id`, `category` (also `task_category`), `source`, `author`, `url` (also `repo_url`),
 `repository`, `pull_request` (also `pr_id`), `base_sha`, `head_sha`, `labels` (JSONL: an object of
-strings) and LIMI's `modified_files`, `related_files`, `reasoning`, `repo_id`, which become
-labels. LIMI's `patch` is read and discarded: it is the solution and must never travel with the
-query. CSV files need a header with a `text` column; any other column becomes a label. Every
-problem raises `InvalidArgument` naming the file, the line and the field; nothing is stored here
-(see query_pool.py). Ids default to `q-` plus the first 16 hex digits of the content hash.
+strings), `files` (also `workspace_files`; JSONL only: an object of relative path -> text, the
+workspace the episode starts from) and LIMI's `modified_files`, `related_files`, `reasoning`,
+`repo_id`, which become labels. LIMI's `patch` is read and discarded: it is the solution and must
+never travel with the query. CSV files need a header with a `text` column; any other column
+becomes a label. Every problem raises `InvalidArgument` naming the file, the line and the field;
+nothing is stored here (see query_pool.py). The content hash covers the normalized text and, when
+there are any, the workspace files; ids default to `q-` plus its first 16 hex digits.
 """
 
 from __future__ import annotations
@@ -17,18 +19,21 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Sequence
 
 from limi.query.v1 import query_pb2
 from limi_core.errors import InvalidArgument
 from limi_curator.categories import UnknownName, category_from_name, source_from_name
 
 MAX_TEXT_CHARS = 100_000
+MAX_WORKSPACE_BYTES = 1 << 20
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 TEXT_KEYS = ("text", "query", "test_query")
+FILES_KEYS = ("files", "workspace_files")
 LIST_LABEL_KEYS = ("modified_files", "related_files")
 KNOWN_KEYS = {
     *TEXT_KEYS, "id", "category", "task_category", "source", "author", "url", "repo_url", "repository",
-    "pull_request", "pr_id", "base_sha", "head_sha", "labels", "reasoning", "repo_id", "patch", *LIST_LABEL_KEYS,
+    "pull_request", "pr_id", "base_sha", "head_sha", "labels", "reasoning", "repo_id", "patch", *LIST_LABEL_KEYS, *FILES_KEYS,
 }
 
 
@@ -36,12 +41,16 @@ def normalized_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def content_hash(text: str) -> str:
-    return hashlib.sha256(normalized_text(text).encode("utf-8")).hexdigest()
+def content_hash(text: str, files: Sequence[query_pb2.WorkspaceFile] = ()) -> str:
+    """sha256 of the normalized text; files, in path order, extend it (without files it is the text's hash alone)."""
+    digest = hashlib.sha256(normalized_text(text).encode("utf-8"))
+    for file in sorted(files, key=lambda f: f.path):
+        digest.update(f"\0{file.path}\0{file.mode:o}\0{hashlib.sha256(file.content).hexdigest()}".encode("utf-8"))
+    return digest.hexdigest()
 
 
-def default_query_id(text: str) -> str:
-    return "q-" + content_hash(text)[:16]
+def default_query_id(text: str, files: Sequence[query_pb2.WorkspaceFile] = ()) -> str:
+    return "q-" + content_hash(text, files)[:16]
 
 
 class RowError(InvalidArgument):
@@ -95,6 +104,9 @@ def parse_csv(content: bytes, origin: str, default_source: int) -> list[query_pb
             known = {k: v for k, v in row.items() if k in KNOWN_KEYS and (v != "" or k in TEXT_KEYS)}
             if "labels" in known:
                 raise RowError(origin, number, "labels", "is not a CSV column; put each label in a column of its own")
+            for key in FILES_KEYS:
+                if key in known:
+                    raise RowError(origin, number, key, "is not a CSV column; give workspace files in a JSONL import")
             for key in LIST_LABEL_KEYS:
                 if key in known:
                     known[key] = [part.strip() for part in known[key].split(";") if part.strip()]
@@ -125,6 +137,31 @@ def _text(row: dict, origin: str, line: int) -> str:
     return text
 
 
+def _workspace_files(row: dict, origin: str, line: int) -> list[query_pb2.WorkspaceFile]:
+    present = [key for key in FILES_KEYS if key in row]
+    if len(present) > 1:
+        raise RowError(origin, line, present[1], f"repeats {present[0]}; give the workspace files once")
+    if not present or row[present[0]] is None:
+        return []
+    key = present[0]
+    files = row[key]
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise RowError(origin, line, key, "must be an object of relative path -> text content")
+    total = 0
+    for path, text in files.items():
+        parts = path.split("/")
+        if not path or "\0" in path or path.startswith("/") or any(part in ("", ".", "..") for part in parts):
+            raise RowError(origin, line, key, f"path {path!r} must be relative to the workspace, without empty, '.' or '..' parts")
+        parents = ["/".join(parts[:n]) for n in range(1, len(parts))]
+        clash = next((parent for parent in parents if parent in files), None)
+        if clash is not None:
+            raise RowError(origin, line, key, f"path {clash!r} is a file but {path!r} needs it to be a directory")
+        total += len(text.encode("utf-8"))
+    if total > MAX_WORKSPACE_BYTES:
+        raise RowError(origin, line, key, f"holds {total} bytes of content; at most {MAX_WORKSPACE_BYTES} are allowed per query")
+    return [query_pb2.WorkspaceFile(path=path, content=text.encode("utf-8")) for path, text in sorted(files.items())]
+
+
 def _string(row: dict, key: str, origin: str, line: int) -> str:
     value = row.get(key, "")
     if value is None:
@@ -138,8 +175,9 @@ def _string(row: dict, key: str, origin: str, line: int) -> str:
 
 def _query_from_row(row: dict, origin: str, line: int, default_source: int, extra_labels: dict[str, str]) -> query_pb2.Query:
     text = _text(row, origin, line)
-    query = query_pb2.Query(text=text, content_hash=content_hash(text))
-    query.id = _string(row, "id", origin, line) or default_query_id(text)
+    files = _workspace_files(row, origin, line)
+    query = query_pb2.Query(text=text, content_hash=content_hash(text, files), workspace_files=files)
+    query.id = _string(row, "id", origin, line) or default_query_id(text, files)
     if not ID_PATTERN.match(query.id):
         raise RowError(origin, line, "id", f"{query.id!r} must be 1-128 letters, digits or ._:@/- starting with a letter or digit")
     for key in ("category", "task_category"):

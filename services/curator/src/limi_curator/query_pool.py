@@ -1,12 +1,13 @@
 """The query pool: queries with a status, published query sets, and what was emitted from them.
 
-Queries are added all-or-nothing per import; a query whose normalized text is already in the
-pool counts as a duplicate, and an id reused with different text is an error naming the line it
-came from. A query set is a content hash over its sorted (query id, content hash) pairs:
-publishing the same content under the same name returns the existing set, other content gets
-the next version, and a published set never changes. Emission bookkeeping (`emission_plan`,
-`mark_emitted`) lets the emitter send each (set, query) once. It does not publish events
-(emitter.py does) and does not detect near-duplicates (dedupe.py does).
+Queries are added all-or-nothing per import; a query whose content hash (normalized text, plus
+workspace files when it has any) is already in the pool counts as a duplicate, and an id reused
+with different content is an error naming the line it came from. A query set is a content hash
+over its sorted (query id, content hash) pairs: publishing the same content under the same name
+returns the existing set, other content gets the next version, and a published set never
+changes. Emission bookkeeping (`emission_plan`, `mark_emitted`) lets the emitter send each
+(set, query) once. It does not publish events (emitter.py does) and does not detect
+near-duplicates (dedupe.py does).
 """
 
 from __future__ import annotations
@@ -57,13 +58,13 @@ class QueryPool:
         ids, added = [], []
         with self._db.transaction() as connection:
             for query in queries:
-                same_text = connection.execute("SELECT id FROM queries WHERE content_hash = ?", (query.content_hash,)).fetchone()
+                same_content = connection.execute("SELECT id FROM queries WHERE content_hash = ?", (query.content_hash,)).fetchone()
                 same_id = connection.execute("SELECT content_hash FROM queries WHERE id = ?", (query.id,)).fetchone()
                 if same_id and same_id[0] != query.content_hash:
                     origin = query.provenance
-                    raise RowError(origin.origin_file or "request", origin.origin_line, "id", f"query {query.id} already exists with different text")
-                if same_text:
-                    ids.append(same_text[0])
+                    raise RowError(origin.origin_file or "request", origin.origin_line, "id", f"query {query.id} already exists with different text or workspace files")
+                if same_content:
+                    ids.append(same_content[0])
                     continue
                 stored = query_pb2.Query()
                 stored.CopyFrom(query)

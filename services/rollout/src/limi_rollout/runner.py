@@ -1,10 +1,12 @@
 """Starting episodes and finding them again: the part the servicer and the query intake share.
 
-`EpisodeRunner` runs each episode in its own sandbox session: one it opens and closes again, or
-one the caller owns and names (the evaluator does, to check the workspace between rounds and
-continue an earlier round in it with feedback). Live and recent
-episodes stay in a bounded registry so that people can `Correct` and `WatchEpisode` them by id.
-It does not publish anything and holds no network client of its own beyond what it is given.
+`EpisodeRunner` runs each episode in its own sandbox session: one it opens, seeded with the
+query's `workspace_files`, and closes again, or one the caller owns and names (the evaluator
+does, to check the workspace between rounds and continue an earlier round in it with feedback);
+an attached session is used as it is and the query's workspace files are ignored, because its
+owner set up the workspace. Live and recent episodes stay in a bounded registry so that people
+can `Correct` and `WatchEpisode` them by id. It does not publish anything and holds no network
+client of its own beyond what it is given.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from typing import Protocol
 
 from limi.query.v1 import query_pb2
@@ -23,9 +26,11 @@ from limi_rollout.tools import ToolBox
 
 
 class ToolBoxFactory(Protocol):
-    async def open(self) -> ToolBox: ...
+    async def open(self, files: Sequence[query_pb2.WorkspaceFile] = ()) -> ToolBox:
+        """A new sandbox session whose workspace starts with `files`."""
 
-    async def attach(self, session_id: str) -> ToolBox: ...
+    async def attach(self, session_id: str) -> ToolBox:
+        """The caller's existing session, workspace untouched."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +68,10 @@ class EpisodeRunner:
         episode_id = request.episode_id or f"ep-{uuid.uuid4().hex[:16]}"
         continuing = request.continue_from is not None
         session_id = request.sandbox_session_id or (request.continue_from.sandbox.session_id if continuing else "")
-        toolbox = await (self.toolboxes.attach(session_id) if session_id else self.toolboxes.open())
+        if session_id:
+            toolbox = await self.toolboxes.attach(session_id)
+        else:
+            toolbox = await self.toolboxes.open(request.query.workspace_files)
         try:
             episode = Episode(
                 episode_id,

@@ -1,10 +1,12 @@
 """Tools backed by the sandbox service: one sandbox session per episode, reached over gRPC.
 
-`SandboxToolBoxFactory.open()` creates a session, `attach(id)` binds to an existing one; the
-toolbox offers exactly the tools the sandbox lists (ListTools) that this module knows how to
-call, and turns each call into the matching RPC. Results are rendered as text for the model:
-command output with its exit code and flags. A sandbox error (a bad path, a missing file) is a
-tool error the model sees; a sandbox that cannot be reached raises `Unavailable`.
+`SandboxToolBoxFactory.open(files)` creates a session whose workspace starts with the query's
+files, `attach(id)` binds to an existing one as it is; the toolbox offers exactly the tools the
+sandbox lists (ListTools) that this module knows how to call, and turns each call into the
+matching RPC. Results are rendered as text for the model: command output with its exit code
+and flags. A sandbox error (a bad path, a missing file) is a tool error the model sees;
+workspace files the sandbox refuses raise `InvalidArgument`; a sandbox that cannot be reached
+raises `Unavailable`.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
 
+from limi.query.v1 import query_pb2
 from limi.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
-from limi_core.errors import Unavailable
+from limi_core.errors import InvalidArgument, Unavailable
 from limi_core.sandbox_exec import collect_exec
 from limi_rollout.tools import ToolOutcome
 
@@ -151,11 +155,15 @@ class SandboxToolBoxFactory:
             self._tools = [t for t in listed if t["function"]["name"] in _CALLS]
         return self._tools
 
-    async def open(self) -> SandboxToolBox:
+    async def open(self, files: Sequence[query_pb2.WorkspaceFile] = ()) -> SandboxToolBox:
         tools = await self._known_tools()
+        request = sandbox_pb2.CreateSessionRequest(
+            backend=self._backend, files=[sandbox_pb2.File(path=f.path, content=f.content, mode=f.mode) for f in files])
         try:
-            session = await self._stub.CreateSession(sandbox_pb2.CreateSessionRequest(backend=self._backend), timeout=60)
+            session = await self._stub.CreateSession(request, timeout=60)
         except grpc.aio.AioRpcError as exc:
+            if files and exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidArgument("query.workspace_files", f"the sandbox refused them: {exc.details()}") from exc
             raise Unavailable(f"the sandbox service at {self.address} could not create a session: {exc.code().name}: {exc.details()}") from exc
         return SandboxToolBox(self._stub, session, tools)
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19limi/query/v1/query.proto\x12\rlimi.query.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n\nProvenance\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x14\n\x0cpull_request\x18\x02 \x01(\x03\x12\x0e\n\x06\x61uthor\x18\x03 \x01(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\x12\x10\n\x08\x62\x61se_sha\x18\x05 \x01(\t\x12\x10\n\x08head_sha\x18\x06 \x01(\t\x12\x13\n\x0borigin_file\x18\x07 \x01(\t\x12\x13\n\x0borigin_line\x18\x08 \x01(\x03\"\xd3\x02\n\x05Query\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12*\n\x06source\x18\x03 \x01(\x0e\x32\x1a.limi.query.v1.QuerySource\x12.\n\x08\x63\x61tegory\x18\x04 \x01(\x0e\x32\x1c.limi.query.v1.QueryCategory\x12-\n\nprovenance\x18\x05 \x01(\x0b\x32\x19.limi.query.v1.Provenance\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ontent_hash\x18\x07 \x01(\t\x12\x30\n\x06labels\x18\x08 \x03(\x0b\x32 .limi.query.v1.Query.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x01\n\x08QuerySet\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x11\n\tquery_ids\x18\x04 \x03(\t\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\x12\x30\n\x0cpublished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\tQueryTask\x12#\n\x05query\x18\x01 \x01(\x0b\x32\x14.limi.query.v1.Query\x12\x14\n\x0cquery_set_id\x18\x02 \x01(\t\x12\x10\n\x08\x65pisodes\x18\x03 \x01(\x05*^\n\x0bQuerySource\x12\x1c\n\x18QUERY_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11QUERY_SOURCE_REAL\x10\x01\x12\x1a\n\x16QUERY_SOURCE_SYNTHETIC\x10\x02*\xfb\x02\n\rQueryCategory\x12\x1e\n\x1aQUERY_CATEGORY_UNSPECIFIED\x10\x00\x12\x1c\n\x18QUERY_CATEGORY_ALGORITHM\x10\x01\x12\x1b\n\x17QUERY_CATEGORY_FRONTEND\x10\x02\x12\x1a\n\x16QUERY_CATEGORY_BACKEND\x10\x03\x12\x1d\n\x19QUERY_CATEGORY_DEPLOYMENT\x10\x04\x12\x1c\n\x18QUERY_CATEGORY_DEBUGGING\x10\x05\x12\x1f\n\x1bQUERY_CATEGORY_OPTIMIZATION\x10\x06\x12\"\n\x1eQUERY_CATEGORY_DATA_PROCESSING\x10\x07\x12\x1a\n\x16QUERY_CATEGORY_TESTING\x10\x08\x12\x1e\n\x1aQUERY_CATEGORY_REFACTORING\x10\t\x12\x1b\n\x17QUERY_CATEGORY_RESEARCH\x10\n\x12\x18\n\x14QUERY_CATEGORY_OTHER\x10\x0b*\xae\x01\n\x0bQueryStatus\x12\x1c\n\x18QUERY_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14QUERY_STATUS_PENDING\x10\x01\x12\x18\n\x14QUERY_STATUS_EMITTED\x10\x02\x12\x1a\n\x16QUERY_STATUS_COMPLETED\x10\x03\x12\x17\n\x13QUERY_STATUS_FAILED\x10\x04\x12\x18\n\x14QUERY_STATUS_DROPPED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19limi/query/v1/query.proto\x12\rlimi.query.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n\nProvenance\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x14\n\x0cpull_request\x18\x02 \x01(\x03\x12\x0e\n\x06\x61uthor\x18\x03 \x01(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\x12\x10\n\x08\x62\x61se_sha\x18\x05 \x01(\t\x12\x10\n\x08head_sha\x18\x06 \x01(\t\x12\x13\n\x0borigin_file\x18\x07 \x01(\t\x12\x13\n\x0borigin_line\x18\x08 \x01(\x03\"<\n\rWorkspaceFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\x12\x0c\n\x04mode\x18\x03 \x01(\r\"\x8a\x03\n\x05Query\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12*\n\x06source\x18\x03 \x01(\x0e\x32\x1a.limi.query.v1.QuerySource\x12.\n\x08\x63\x61tegory\x18\x04 \x01(\x0e\x32\x1c.limi.query.v1.QueryCategory\x12-\n\nprovenance\x18\x05 \x01(\x0b\x32\x19.limi.query.v1.Provenance\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ontent_hash\x18\x07 \x01(\t\x12\x30\n\x06labels\x18\x08 \x03(\x0b\x32 .limi.query.v1.Query.LabelsEntry\x12\x35\n\x0fworkspace_files\x18\t \x03(\x0b\x32\x1c.limi.query.v1.WorkspaceFile\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x01\n\x08QuerySet\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x11\n\tquery_ids\x18\x04 \x03(\t\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\x12\x30\n\x0cpublished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\tQueryTask\x12#\n\x05query\x18\x01 \x01(\x0b\x32\x14.limi.query.v1.Query\x12\x14\n\x0cquery_set_id\x18\x02 \x01(\t\x12\x10\n\x08\x65pisodes\x18\x03 \x01(\x05*^\n\x0bQuerySource\x12\x1c\n\x18QUERY_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11QUERY_SOURCE_REAL\x10\x01\x12\x1a\n\x16QUERY_SOURCE_SYNTHETIC\x10\x02*\xfb\x02\n\rQueryCategory\x12\x1e\n\x1aQUERY_CATEGORY_UNSPECIFIED\x10\x00\x12\x1c\n\x18QUERY_CATEGORY_ALGORITHM\x10\x01\x12\x1b\n\x17QUERY_CATEGORY_FRONTEND\x10\x02\x12\x1a\n\x16QUERY_CATEGORY_BACKEND\x10\x03\x12\x1d\n\x19QUERY_CATEGORY_DEPLOYMENT\x10\x04\x12\x1c\n\x18QUERY_CATEGORY_DEBUGGING\x10\x05\x12\x1f\n\x1bQUERY_CATEGORY_OPTIMIZATION\x10\x06\x12\"\n\x1eQUERY_CATEGORY_DATA_PROCESSING\x10\x07\x12\x1a\n\x16QUERY_CATEGORY_TESTING\x10\x08\x12\x1e\n\x1aQUERY_CATEGORY_REFACTORING\x10\t\x12\x1b\n\x17QUERY_CATEGORY_RESEARCH\x10\n\x12\x18\n\x14QUERY_CATEGORY_OTHER\x10\x0b*\xae\x01\n\x0bQueryStatus\x12\x1c\n\x18QUERY_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14QUERY_STATUS_PENDING\x10\x01\x12\x18\n\x14QUERY_STATUS_EMITTED\x10\x02\x12\x1a\n\x16QUERY_STATUS_COMPLETED\x10\x03\x12\x17\n\x13QUERY_STATUS_FAILED\x10\x04\x12\x18\n\x14QUERY_STATUS_DROPPED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +34,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUERY_LABELSENTRY']._loaded_options = None
   _globals['_QUERY_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_QUERYSOURCE']._serialized_start=820
-  _globals['_QUERYSOURCE']._serialized_end=914
-  _globals['_QUERYCATEGORY']._serialized_start=917
-  _globals['_QUERYCATEGORY']._serialized_end=1296
-  _globals['_QUERYSTATUS']._serialized_start=1299
-  _globals['_QUERYSTATUS']._serialized_end=1473
+  _globals['_QUERYSOURCE']._serialized_start=937
+  _globals['_QUERYSOURCE']._serialized_end=1031
+  _globals['_QUERYCATEGORY']._serialized_start=1034
+  _globals['_QUERYCATEGORY']._serialized_end=1413
+  _globals['_QUERYSTATUS']._serialized_start=1416
+  _globals['_QUERYSTATUS']._serialized_end=1590
   _globals['_PROVENANCE']._serialized_start=78
   _globals['_PROVENANCE']._serialized_end=239
-  _globals['_QUERY']._serialized_start=242
-  _globals['_QUERY']._serialized_end=581
-  _globals['_QUERY_LABELSENTRY']._serialized_start=536
-  _globals['_QUERY_LABELSENTRY']._serialized_end=581
-  _globals['_QUERYSET']._serialized_start=584
-  _globals['_QUERYSET']._serialized_end=728
-  _globals['_QUERYTASK']._serialized_start=730
-  _globals['_QUERYTASK']._serialized_end=818
+  _globals['_WORKSPACEFILE']._serialized_start=241
+  _globals['_WORKSPACEFILE']._serialized_end=301
+  _globals['_QUERY']._serialized_start=304
+  _globals['_QUERY']._serialized_end=698
+  _globals['_QUERY_LABELSENTRY']._serialized_start=653
+  _globals['_QUERY_LABELSENTRY']._serialized_end=698
+  _globals['_QUERYSET']._serialized_start=701
+  _globals['_QUERYSET']._serialized_end=845
+  _globals['_QUERYTASK']._serialized_start=847
+  _globals['_QUERYTASK']._serialized_end=935
 # @@protoc_insertion_point(module_scope)

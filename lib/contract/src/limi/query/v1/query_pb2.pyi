@@ -81,8 +81,18 @@ class Provenance(_message.Message):
     origin_line: int
     def __init__(self, repository: _Optional[str] = ..., pull_request: _Optional[int] = ..., author: _Optional[str] = ..., url: _Optional[str] = ..., base_sha: _Optional[str] = ..., head_sha: _Optional[str] = ..., origin_file: _Optional[str] = ..., origin_line: _Optional[int] = ...) -> None: ...
 
+class WorkspaceFile(_message.Message):
+    __slots__ = ("path", "content", "mode")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    content: bytes
+    mode: int
+    def __init__(self, path: _Optional[str] = ..., content: _Optional[bytes] = ..., mode: _Optional[int] = ...) -> None: ...
+
 class Query(_message.Message):
-    __slots__ = ("id", "text", "source", "category", "provenance", "created_at", "content_hash", "labels")
+    __slots__ = ("id", "text", "source", "category", "provenance", "created_at", "content_hash", "labels", "workspace_files")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +108,7 @@ class Query(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_FILES_FIELD_NUMBER: _ClassVar[int]
     id: str
     text: str
     source: QuerySource
@@ -106,7 +117,8 @@ class Query(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     content_hash: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., source: _Optional[_Union[QuerySource, str]] = ..., category: _Optional[_Union[QueryCategory, str]] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., content_hash: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    workspace_files: _containers.RepeatedCompositeFieldContainer[WorkspaceFile]
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., source: _Optional[_Union[QuerySource, str]] = ..., category: _Optional[_Union[QueryCategory, str]] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., content_hash: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., workspace_files: _Optional[_Iterable[_Union[WorkspaceFile, _Mapping]]] = ...) -> None: ...
 
 class QuerySet(_message.Message):
     __slots__ = ("id", "name", "version", "query_ids", "content_hash", "published_at")
