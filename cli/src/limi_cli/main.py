@@ -1,5 +1,6 @@
 """`limi`: the command line of the embedded stack.
 
+  limi demo          the whole LIMI loop on this machine: curate, collect, train, evaluate (limi demo --help)
   limi up            start nats-server and the five services; Ctrl-C stops everything
   limi status        print each service's health
   limi dead-letters  print the dead-letter records a person should look at
@@ -23,6 +24,7 @@ import threading
 
 from limi_core.settings import DEFAULT_PORTS, SERVICES, default_data_dir
 from limi_core.health_check import check_health
+from limi_cli import demo
 from limi_cli.stack import DEFAULT_NATS_PORT, EmbeddedStack, StackError, read_state
 
 
@@ -120,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-dir", help="where NATS data, service state and logs live (default: $LIMI_DATA_DIR or ~/.local/share/limi)")
         p.add_argument("--port-offset", type=int, default=0, help="add this to every default port (to run a second stack)")
+
+    demo_parser = sub.add_parser("demo", help="run the whole loop offline on CPU: curate, collect, fine-tune, evaluate before/after",
+                                 description=demo.__doc__.split("\n\n")[0])
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(run=lambda args: demo.cmd_demo(args, _data_dir))
 
     up = sub.add_parser("up", help="start the embedded stack (nats-server and every service) until Ctrl-C")
     common(up)

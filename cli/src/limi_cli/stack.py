@@ -5,8 +5,10 @@ a data directory, starts the five services with their addresses in the environme
 until each reports SERVING; `stop()` sends SIGTERM, waits for the grace period, then kills what
 is left, so no process outlives the stack. Children run in sessions of their own (a terminal's
 Ctrl-C reaches only the parent, which stops them in order) and get SIGKILL from the kernel if
-the parent dies without cleaning up (a parent-death signal set by `setpriv`). Failures raise `StackError` with one
-sentence. Used by `limi up`, by the demo and by the tests.
+the parent dies without cleaning up (a parent-death signal set by `setpriv`). `revive()` restarts
+whatever died (the demo calls it while it waits, so a killed service comes back). Failures raise
+`StackError` with one sentence. The state file `up.json` names the addresses and process ids.
+Used by `limi up`, by the demo and by the tests.
 """
 
 from __future__ import annotations
@@ -170,6 +172,29 @@ class EmbeddedStack:
     def dead_services(self) -> dict[str, int]:
         return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
 
+    def revive(self, timeout: float = 90.0) -> list[str]:
+        """Restart NATS and every service that died (as a process supervisor would); name them.
+
+        Raises:
+            StackError: A restarted service did not come back to SERVING.
+        """
+        revived = []
+        if self.nats.process is not None and self.nats.process.poll() is not None:
+            try:
+                self.nats.start()
+            except (RuntimeError, TimeoutError) as exc:
+                raise StackError(f"nats-server did not restart: {exc} (log: {self.nats.log_file})") from None
+            revived.append("nats")
+        for name in list(self.dead_services()):
+            self.start_service(name)
+            revived.append(name)
+        services = tuple(name for name in revived if name != "nats")
+        if services:
+            self.wait_serving(timeout, services)
+        if revived:
+            self._write_state()
+        return revived
+
     def stop(self) -> dict[str, int | None]:
         """SIGTERM every service, wait the grace period, SIGKILL stragglers, stop NATS."""
         for process in self.processes.values():
@@ -191,7 +216,10 @@ class EmbeddedStack:
         state = {
             "nats_url": self.nats.url,
             "pid": os.getpid(),
-            "services": {name: {"grpc": e.grpc_address, "metrics": e.metrics_address, "log": str(e.log_file)} for name, e in self.endpoints.items()},
+            "nats_pid": self.nats.process.pid if self.nats.process else None,
+            "services": {name: {"grpc": e.grpc_address, "metrics": e.metrics_address, "log": str(e.log_file),
+                                "pid": self.processes[name].pid if name in self.processes else None}
+                         for name, e in self.endpoints.items()},
         }
         (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
 

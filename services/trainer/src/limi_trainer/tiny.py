@@ -76,12 +76,13 @@ def training_corpus() -> list[str]:
     return lines * 3
 
 
-def build_tokenizer(family: str = "chatml", vocab_size: int = 1024):
+def build_tokenizer(family: str = "chatml", vocab_size: int = 1024, extra_corpus: tuple[str, ...] = ()):
     """A byte-level BPE tokenizer with the family's special tokens and chat template.
 
     Args:
         family: "chatml", "llama3" or "glm" (see chat_templates.FAMILIES).
         vocab_size: Target vocabulary size of the BPE merges (special tokens come on top).
+        extra_corpus: More text to learn merges from (a domain's words, tool schemas).
 
     Returns:
         A `transformers.PreTrainedTokenizerFast`.
@@ -99,7 +100,7 @@ def build_tokenizer(family: str = "chatml", vocab_size: int = 1024):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(training_corpus(), trainer=trainer)
+    tokenizer.train_from_iterator(training_corpus() + list(extra_corpus), trainer=trainer)
     tokenizer.add_tokens([AddedToken(token, normalized=False, special=False) for token in spec.extra_tokens])
     named = {spec.eos_token, spec.pad_token, spec.bos_token}
     return PreTrainedTokenizerFast(
@@ -127,9 +128,15 @@ class TinySpec:
     head_dim: int = 32
     max_positions: int = 8192
     seed: int = 0
+    # More tokenizer training text (the digest covers it, so a different corpus is another model).
+    extra_corpus: tuple[str, ...] = ()
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        fields = dataclasses.asdict(self)
+        corpus = fields.pop("extra_corpus")
+        if corpus:  # a model without one keeps the digest it always had
+            fields["extra_corpus"] = hashlib.sha256("\n".join(corpus).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_tiny_model(directory: os.PathLike | str, spec: TinySpec = TinySpec()) -> pathlib.Path:
@@ -151,7 +158,7 @@ def build_tiny_model(directory: os.PathLike | str, spec: TinySpec = TinySpec()) 
     target = pathlib.Path(directory)
     if _matches(target, spec):
         return target
-    tokenizer = build_tokenizer(spec.family, spec.vocab_size)
+    tokenizer = build_tokenizer(spec.family, spec.vocab_size, spec.extra_corpus)
     family = _family(spec.family)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -183,7 +190,8 @@ def build_tiny_model(directory: os.PathLike | str, spec: TinySpec = TinySpec()) 
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        (staging / MARKER).write_text(json.dumps({"digest": spec.digest(), "spec": dataclasses.asdict(spec)}, indent=2))
+        described = {**dataclasses.asdict(spec), "extra_corpus": f"{len(spec.extra_corpus)} texts"}
+        (staging / MARKER).write_text(json.dumps({"digest": spec.digest(), "spec": described}, indent=2))
         if target.exists() and not _matches(target, spec):
             shutil.rmtree(target)
         try:

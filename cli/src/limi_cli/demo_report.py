@@ -1,0 +1,102 @@
+"""What the demo shows at the end: the before/after table, a results JSON and an HTML report.
+
+`Scored` is one evaluated model (the base, or a fine-tune on N samples) with its EvalResult.
+`table(scored)` is the text table printed to the terminal; `write_report(folder, ...)` writes
+`index.html` (the table, the stage timings, what the teacher was, the data-efficiency plot when
+there are several fine-tunes, links to each evaluation's own report and the datasets) and
+`results.json` (the same numbers for scripts). It decides nothing and calls no service.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import pathlib
+
+from limi.evaluation.v1 import evaluation_pb2 as ev
+
+COLUMNS = ("FTFC", "SR@3", "RC@3", "Avg", "S_avg")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scored:
+    label: str
+    samples: int  # training samples behind the model; 0 for the base model
+    checkpoint_id: str
+    result: ev.EvalResult
+
+    def metric(self, name: str) -> float:
+        return float(self.result.aggregate.get(name, 0.0))
+
+    @property
+    def subtasks_passed(self) -> tuple[int, int]:
+        return sum(1 for task in self.result.tasks if task.passed), len(self.result.tasks)
+
+
+def table(scored: list[Scored]) -> str:
+    width = max(len(s.label) for s in scored) + 2
+    lines = [f"{'model':<{width}}" + "".join(f"{c:>8}" for c in COLUMNS) + f"{'passed':>10}"]
+    for s in scored:
+        passed, total = s.subtasks_passed
+        lines.append(f"{s.label:<{width}}" + "".join(f"{s.metric(c):>8.1f}" for c in COLUMNS) + f"{passed:>6}/{total:<3}")
+    return "\n".join(lines)
+
+
+def _cell(value: str) -> str:
+    return f"<td>{html.escape(value)}</td>"
+
+
+def write_report(folder: pathlib.Path, scored: list[Scored], *, teacher: str, timings: dict[str, float],
+                 datasets: dict[int, str], notes: list[str]) -> pathlib.Path:
+    """Write index.html and results.json into `folder`; return the HTML path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plot = ""
+    tuned = [s for s in scored if s.samples]
+    if len(tuned) > 1:
+        from limi_evaluator.plots import score_vs_samples
+
+        points = [(s.samples, s.metric("Avg"), s.label) for s in tuned]
+        base = next((s for s in scored if not s.samples), None)
+        if base is not None:
+            points.append((0, base.metric("Avg"), base.label))
+        score_vs_samples(points, "Avg", "limi-basics Avg against training samples", folder / "samples.png")
+        plot = '<h2>Data efficiency</h2><img src="samples.png" alt="Avg against the number of training samples">'
+    rows = []
+    for s in scored:
+        passed, total = s.subtasks_passed
+        report = s.result.report_uri
+        link = f'<a href="{html.escape(report)}">report</a>' if report else ""
+        rows.append("<tr>" + _cell(s.label) + "".join(_cell(f"{s.metric(c):.1f}") for c in COLUMNS)
+                    + _cell(f"{passed}/{total}") + f"<td>{link}</td></tr>")
+    header = "<tr><th>model</th>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "<th>subtasks passed</th><th></th></tr>"
+    timing_rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{seconds:.1f} s</td></tr>" for name, seconds in timings.items())
+    dataset_rows = "".join(f"<tr><td>{n}</td><td>{html.escape(uri)}</td></tr>" for n, uri in sorted(datasets.items()))
+    note_items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>limi demo</title>
+<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}</style></head>
+<body><h1>limi demo: curate, collect, train, evaluate</h1>
+<p>Teacher: {html.escape(teacher)}</p>
+<h2>Held-out tasks (limi-basics), before and after fine-tuning</h2>
+<table>{header}{''.join(rows)}</table>
+<p>FTFC: share of requirements met in the first round; SR@3: share of subtasks passed within 3 rounds (with
+rubric feedback between rounds); RC@3: rounds left unused by passed subtasks; Avg: the mean of the three
+(AgencyBench v1); S_avg: mean best grade. All in percent; definitions in the evaluator's reports.</p>
+{plot}
+<h2>Datasets</h2><table><tr><th>samples</th><th>file</th></tr>{dataset_rows}</table>
+<h2>Time per stage</h2><table>{timing_rows}</table>
+<ul>{note_items}</ul>
+</body></html>
+"""
+    path = folder / "index.html"
+    path.write_text(page)
+    results = {
+        "teacher": teacher, "timings_seconds": timings, "datasets": {str(n): uri for n, uri in datasets.items()}, "notes": notes,
+        "models": [{"label": s.label, "samples": s.samples, "checkpoint_id": s.checkpoint_id, "evaluation_id": s.result.id,
+                    "aggregate": dict(s.result.aggregate), "subtasks_passed": s.subtasks_passed[0], "subtasks": s.subtasks_passed[1],
+                    "report": s.result.report_uri} for s in scored],
+    }
+    (folder / "results.json").write_text(json.dumps(results, indent=2))
+    return path
