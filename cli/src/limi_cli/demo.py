@@ -116,9 +116,8 @@ def stage_base_model(options: DemoOptions, progress: Progress) -> pathlib.Path:
         return path
     target = cache_dir() / "models" / DEMO_MODEL_NAME
     started = time.monotonic()
-    path = build_demo_model(target, say=progress.say)
-    took = time.monotonic() - started
-    progress.say(f"base model {path} ({'built in %.0f s' % took if took > 2 else 'reused from the cache'})")
+    path, built = build_demo_model(target, say=progress.say)
+    progress.say(f"base model {path} ({f'built in {time.monotonic() - started:.0f} s' if built else 'reused from the cache'})")
     return path
 
 

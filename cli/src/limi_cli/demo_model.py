@@ -22,7 +22,7 @@ from collections.abc import Callable
 from limi_evaluator import basics
 from limi_rollout.settings import DEFAULT_SYSTEM_PROMPT
 from limi_sandbox.tools import tools_json
-from limi_trainer.tiny import TinySpec, build_tiny_model
+from limi_trainer.tiny import TinySpec, build_tiny_model, is_built
 
 DEMO_MODEL_NAME = "limi-tiny-demo"
 
@@ -43,6 +43,9 @@ def demo_spec() -> TinySpec:
     return dataclasses.replace(TinySpec(), vocab_size=2048, extra_corpus=domain_corpus())
 
 
-def build_demo_model(directory: pathlib.Path, say: Callable[[str], None] = lambda _: None) -> pathlib.Path:
-    """The demo's base model in `directory` (built when missing or of another spec)."""
-    return build_tiny_model(directory, demo_spec())
+def build_demo_model(directory: pathlib.Path, say: Callable[[str], None] = lambda _: None) -> tuple[pathlib.Path, bool]:
+    """The demo's base model in `directory`, and whether it had to be built (missing or of another spec)."""
+    spec = demo_spec()
+    if is_built(directory, spec):
+        return directory, False
+    return build_tiny_model(directory, spec), True

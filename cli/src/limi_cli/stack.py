@@ -45,6 +45,8 @@ class ServiceEndpoint:
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
+        # As the servers do: connections of an earlier run waiting in TIME_WAIT do not hold the port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -218,6 +218,11 @@ def resolve_base_model(name: str) -> str:
     return name
 
 
+def is_built(directory: os.PathLike | str, spec: TinySpec = TinySpec()) -> bool:
+    """Whether `directory` already holds the model of `spec` (build_tiny_model would reuse it)."""
+    return _matches(pathlib.Path(directory), spec)
+
+
 def _matches(directory: pathlib.Path, spec: TinySpec) -> bool:
     try:
         marker = json.loads((directory / MARKER).read_text())
