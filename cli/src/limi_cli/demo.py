@@ -45,7 +45,7 @@ from limi.rollout.v1 import rollout_pb2
 from limi.trainer.v1 import trainer_pb2
 from limi_cli import demo_pool
 from limi_cli.demo_model import DEMO_MODEL_NAME, build_demo_model
-from limi_cli.demo_report import Scored, table, write_report
+from limi_cli.demo_report import Scored, table, tool_choice, write_report
 from limi_cli.demo_services import StackClient
 from limi_cli.demo_teacher import CORRECTION, Teacher
 from limi_cli.stack import DEFAULT_NATS_PORT, EmbeddedStack, StackError
@@ -56,7 +56,7 @@ FINAL_RUN_STATES = {trainer_pb2.RUN_STATE_SUCCEEDED, trainer_pb2.RUN_STATE_FAILE
 BENCHMARK = "limi-basics"
 # The fine-tune of the demo: enough epochs for a tiny model to learn the family from 78 samples.
 DEMO_HYPERPARAMETERS = {"epochs": "20", "global_batch_size": "8", "learning_rate": "0.005", "min_learning_rate": "0.0005",
-                        "checkpoint_every_steps": "50"}
+                        "checkpoint_every_steps": "25"}
 
 
 class DemoError(RuntimeError):
@@ -72,6 +72,7 @@ class DemoOptions:
     base_model: str = ""
     correct_every: int = 8
     epochs: int = 0  # 0: the demo's default
+    checkpoint_every: int = 0  # 0: the demo's default
     eval_limit: int = 0
     baseline: bool = True
     port_offset: int = 0
@@ -226,6 +227,8 @@ def hyperparameters(options: DemoOptions) -> dict[str, str]:
     chosen = dict(DEMO_HYPERPARAMETERS)
     if options.epochs:
         chosen["epochs"] = str(options.epochs)
+    if options.checkpoint_every:
+        chosen["checkpoint_every_steps"] = str(options.checkpoint_every)
     return chosen
 
 
@@ -274,10 +277,10 @@ def evaluate(client: StackClient, label: str, checkpoint_id: str, uri: str, samp
     result = client.call("evaluator", "Evaluate", evaluator_pb2.EvaluateRequest(
         checkpoint_id=checkpoint_id, checkpoint_uri=uri, benchmark=BENCHMARK, request_id=f"demo-{checkpoint_id}",
         limit=options.eval_limit, dataset_size=samples, step=step), timeout=options.stage_timeout)
-    scored = Scored(label, samples, checkpoint_id, result)
+    scored = Scored(label, samples, checkpoint_id, result, tool_choice(result))
     passed, total = scored.subtasks_passed
     progress.say(f"  {label}: Avg {scored.metric('Avg'):.1f}, SR@3 {scored.metric('SR@3'):.1f}, {passed}/{total} subtasks "
-                 f"passed ({time.monotonic() - started:.0f} s)")
+                 f"passed, right first tool {scored.tools.right}/{scored.tools.total} ({time.monotonic() - started:.0f} s)")
     return scored
 
 
@@ -364,6 +367,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-model", default="", help="Hugging Face model directory to fine-tune (default: the tiny demo model)")
     parser.add_argument("--correct-every", type=int, default=8, help="send a reviewer's correction to every N-th query's episode (0: none)")
     parser.add_argument("--epochs", type=int, default=0, help=f"fine-tuning epochs (default {DEMO_HYPERPARAMETERS['epochs']})")
+    parser.add_argument("--checkpoint-every", type=int, default=0,
+                        help=f"save a (resumable) checkpoint every N optimizer steps (default {DEMO_HYPERPARAMETERS['checkpoint_every_steps']})")
     parser.add_argument("--eval-limit", type=int, default=0, help="score only the first N held-out tasks (default: all)")
     parser.add_argument("--no-baseline", action="store_true", help="do not evaluate the base model")
     parser.add_argument("--port-offset", type=int, default=0, help="add this to every default port (to run beside another stack)")
@@ -371,13 +376,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, data_dir: Callable[[str | None], pathlib.Path]) -> int:
-    if args.correct_every < 0 or args.epochs < 0 or args.eval_limit < 0:
-        print("limi demo: --correct-every, --epochs and --eval-limit must not be negative", file=sys.stderr)
-        return 2
+    for name in ("correct_every", "epochs", "checkpoint_every", "eval_limit"):
+        if getattr(args, name) < 0:
+            print(f"limi demo: --{name.replace('_', '-')} must not be negative, got {getattr(args, name)}", file=sys.stderr)
+            return 2
     options = DemoOptions(
         data_dir=pathlib.Path(args.data_dir).expanduser() if args.data_dir else data_dir(None) / "demo",
         samples=args.samples, teacher_endpoint=args.teacher_endpoint, teacher_model=args.teacher_model, base_model=args.base_model,
-        correct_every=args.correct_every, epochs=args.epochs, eval_limit=args.eval_limit, baseline=not args.no_baseline,
+        correct_every=args.correct_every, epochs=args.epochs, checkpoint_every=args.checkpoint_every, eval_limit=args.eval_limit,
+        baseline=not args.no_baseline,
         port_offset=args.port_offset, nats_port=args.nats_port,
     )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

@@ -1,7 +1,9 @@
 """What the demo shows at the end: the before/after table, a results JSON and an HTML report.
 
-`Scored` is one evaluated model (the base, or a fine-tune on N samples) with its EvalResult.
-`table(scored)` is the text table printed to the terminal; `write_report(folder, ...)` writes
+`Scored` is one evaluated model (the base, or a fine-tune on N samples) with its EvalResult and,
+read from the evaluation's saved trajectories, how often its first move in a subtask was a
+well-formed call of the tool the task needs (`ToolChoice`: what a model learns first from agent
+trajectories, before it gets outcomes right). `table(scored)` is the text table printed; `write_report(folder, ...)` writes
 `index.html` (the table, the stage timings, what the teacher was, the data-efficiency plot when
 there are several fine-tunes, links to each evaluation's own report and the datasets) and
 `results.json` (the same numbers for scripts). It decides nothing and calls no service.
@@ -15,8 +17,42 @@ import json
 import pathlib
 
 from limi.evaluation.v1 import evaluation_pb2 as ev
+from limi_evaluator.basics import plan_for
 
 COLUMNS = ("FTFC", "SR@3", "RC@3", "Avg", "S_avg")
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolChoice:
+    right: int  # first assistant turns that call the tool the task's plan starts with
+    total: int  # first rounds read
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.right / self.total if self.total else 0.0
+
+
+def tool_choice(result: ev.EvalResult) -> ToolChoice:
+    """First rounds whose first assistant turn is a parsed call of the right tool, from the saved trajectories."""
+    folder = pathlib.Path(result.report_uri.removeprefix("file://")).parent / "trajectories"
+    right = total = 0
+    for task in result.tasks:
+        if not task.rounds:
+            continue
+        try:
+            sample = json.loads((folder / f"{task.rounds[0].trajectory_id}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        messages = sample.get("messages") or []
+        query = next((m.get("content") for m in messages if m.get("role") == "user"), "")
+        first = next((m for m in messages if m.get("role") == "assistant"), {})
+        plan = plan_for(query if isinstance(query, str) else "")
+        calls = first.get("tool_calls") or []
+        total += 1
+        if plan and calls and isinstance(calls[0].get("function", {}).get("arguments"), dict) \
+                and calls[0]["function"].get("name") == plan[0].name:
+            right += 1
+    return ToolChoice(right, total)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +61,7 @@ class Scored:
     samples: int  # training samples behind the model; 0 for the base model
     checkpoint_id: str
     result: ev.EvalResult
+    tools: ToolChoice = ToolChoice(0, 0)
 
     def metric(self, name: str) -> float:
         return float(self.result.aggregate.get(name, 0.0))
@@ -36,10 +73,11 @@ class Scored:
 
 def table(scored: list[Scored]) -> str:
     width = max(len(s.label) for s in scored) + 2
-    lines = [f"{'model':<{width}}" + "".join(f"{c:>8}" for c in COLUMNS) + f"{'passed':>10}"]
+    lines = [f"{'model':<{width}}" + "".join(f"{c:>8}" for c in COLUMNS) + f"{'passed':>10}{'right tool':>12}"]
     for s in scored:
         passed, total = s.subtasks_passed
-        lines.append(f"{s.label:<{width}}" + "".join(f"{s.metric(c):>8.1f}" for c in COLUMNS) + f"{passed:>6}/{total:<3}")
+        lines.append(f"{s.label:<{width}}" + "".join(f"{s.metric(c):>8.1f}" for c in COLUMNS) + f"{passed:>6}/{total:<3}"
+                     + f"{s.tools.percent:>11.0f}%")
     return "\n".join(lines)
 
 
@@ -68,8 +106,9 @@ def write_report(folder: pathlib.Path, scored: list[Scored], *, teacher: str, ti
         report = s.result.report_uri
         link = f'<a href="{html.escape(report)}">report</a>' if report else ""
         rows.append("<tr>" + _cell(s.label) + "".join(_cell(f"{s.metric(c):.1f}") for c in COLUMNS)
-                    + _cell(f"{passed}/{total}") + f"<td>{link}</td></tr>")
-    header = "<tr><th>model</th>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "<th>subtasks passed</th><th></th></tr>"
+                    + _cell(f"{passed}/{total}") + _cell(f"{s.tools.right}/{s.tools.total}") + f"<td>{link}</td></tr>")
+    header = ("<tr><th>model</th>" + "".join(f"<th>{c}</th>" for c in COLUMNS)
+              + "<th>subtasks passed</th><th>first move: right tool</th><th></th></tr>")
     timing_rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{seconds:.1f} s</td></tr>" for name, seconds in timings.items())
     dataset_rows = "".join(f"<tr><td>{n}</td><td>{html.escape(uri)}</td></tr>" for n, uri in sorted(datasets.items()))
     note_items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
@@ -83,7 +122,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{t
 <table>{header}{''.join(rows)}</table>
 <p>FTFC: share of requirements met in the first round; SR@3: share of subtasks passed within 3 rounds (with
 rubric feedback between rounds); RC@3: rounds left unused by passed subtasks; Avg: the mean of the three
-(AgencyBench v1); S_avg: mean best grade. All in percent; definitions in the evaluator's reports.</p>
+(AgencyBench v1); S_avg: mean best grade. All in percent; definitions in the evaluator's reports. First move:
+subtasks whose first model turn was a well-formed call of the tool the task needs.</p>
 {plot}
 <h2>Datasets</h2><table><tr><th>samples</th><th>file</th></tr>{dataset_rows}</table>
 <h2>Time per stage</h2><table>{timing_rows}</table>
@@ -96,6 +136,7 @@ rubric feedback between rounds); RC@3: rounds left unused by passed subtasks; Av
         "teacher": teacher, "timings_seconds": timings, "datasets": {str(n): uri for n, uri in datasets.items()}, "notes": notes,
         "models": [{"label": s.label, "samples": s.samples, "checkpoint_id": s.checkpoint_id, "evaluation_id": s.result.id,
                     "aggregate": dict(s.result.aggregate), "subtasks_passed": s.subtasks_passed[0], "subtasks": s.subtasks_passed[1],
+                    "first_move_right_tool": s.tools.right, "first_moves": s.tools.total,
                     "report": s.result.report_uri} for s in scored],
     }
     (folder / "results.json").write_text(json.dumps(results, indent=2))
