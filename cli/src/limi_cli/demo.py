@@ -223,8 +223,13 @@ def stage_curate(client: StackClient, query_set: query_pb2.QuerySet, base_model:
     return datasets
 
 
+def preset(options: DemoOptions) -> str:
+    """The tiny model trains with the CPU preset; a real base model with LIMI's recipe."""
+    return "limi" if options.base_model else "tiny-cpu"
+
+
 def hyperparameters(options: DemoOptions) -> dict[str, str]:
-    chosen = dict(DEMO_HYPERPARAMETERS)
+    chosen = {} if options.base_model else dict(DEMO_HYPERPARAMETERS)
     if options.epochs:
         chosen["epochs"] = str(options.epochs)
     if options.checkpoint_every:
@@ -245,11 +250,12 @@ def stage_train(client: StackClient, datasets: dict, base_model: pathlib.Path, o
     runs = {}
     chosen = hyperparameters(options)
     for size, dataset in datasets.items():
-        digest = hashlib.sha256(json.dumps([dataset.id, str(base_model), chosen], sort_keys=True).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(json.dumps([dataset.id, str(base_model), preset(options), chosen], sort_keys=True).encode()).hexdigest()[:12]
         run = client.call("trainer", "StartRun", trainer_pb2.StartRunRequest(
-            dataset_id=dataset.id, dataset_uri=dataset.storage_uri, base_model=str(base_model), preset="tiny-cpu",
+            dataset_id=dataset.id, dataset_uri=dataset.storage_uri, base_model=str(base_model), preset=preset(options),
             hyperparameters=chosen, request_id=f"demo-{digest}"))
-        progress.say(f"training run {run.id} on {dataset.id} ({', '.join(f'{k}={v}' for k, v in chosen.items())})")
+        progress.say(f"training run {run.id} on {dataset.id} (preset {preset(options)}"
+                     + "".join(f", {k}={v}" for k, v in chosen.items()) + ")")
         deadline = time.monotonic() + options.stage_timeout
         last_said = 0.0
         while run.state not in FINAL_RUN_STATES:
@@ -339,7 +345,7 @@ def run_demo(options: DemoOptions, progress: Progress) -> list[Scored]:
             teacher.stop()
     timings = progress.end()
     notes = [f"{len(reviewer.corrected)} corrections sent through Correct in this run (to every {options.correct_every}th query's episode)",
-             f"fine-tune hyperparameters: {hyperparameters(options)} on the tiny-cpu preset (DeepSpeed ZeRO-2, fp32, CPU)"]
+             f"fine-tune: the {preset(options)} preset with {hyperparameters(options) or 'no overrides'}"]
     report = write_report(options.data_dir / "report", scored, teacher=teacher_text, timings=timings,
                           datasets={size: d.storage_uri for size, d in datasets.items()}, notes=notes)
     print("\n" + table(scored), flush=True)
@@ -364,7 +370,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher-endpoint", default="", help="an OpenAI-compatible chat endpoint to collect trajectories from, "
                                                              "e.g. a vLLM server on a GPU machine (default: the scripted expert)")
     parser.add_argument("--teacher-model", default="", help="model name to request from --teacher-endpoint")
-    parser.add_argument("--base-model", default="", help="Hugging Face model directory to fine-tune (default: the tiny demo model)")
+    parser.add_argument("--base-model", default="", help="Hugging Face model directory to fine-tune with LIMI's preset "
+                                                        "(default: the tiny demo model, with a CPU preset)")
     parser.add_argument("--correct-every", type=int, default=8, help="send a reviewer's correction to every N-th query's episode (0: none)")
     parser.add_argument("--epochs", type=int, default=0, help=f"fine-tuning epochs (default {DEMO_HYPERPARAMETERS['epochs']})")
     parser.add_argument("--checkpoint-every", type=int, default=0,
@@ -392,7 +399,7 @@ def cmd_demo(args: argparse.Namespace, data_dir: Callable[[str | None], pathlib.
     progress.say(f"limi demo: data in {options.data_dir}; run the same command again to resume")
     try:
         run_demo(options, progress)
-    except DemoError as exc:
+    except (DemoError, StackError) as exc:
         print(f"limi demo: {exc}", file=sys.stderr)
         return 1
     except grpc.RpcError as exc:

@@ -177,22 +177,32 @@ class EmbeddedStack:
     def revive(self, timeout: float = 90.0) -> list[str]:
         """Restart NATS and every service that died (as a process supervisor would); name them.
 
+        Waits until the restarted services are SERVING, restarting NATS or a service again if it
+        dies meanwhile (a service cannot become SERVING while NATS is down).
+
         Raises:
-            StackError: A restarted service did not come back to SERVING.
+            StackError: A restarted service did not come back to SERVING within `timeout`.
         """
-        revived = []
-        if self.nats.process is not None and self.nats.process.poll() is not None:
-            try:
-                self.nats.start()
-            except (RuntimeError, TimeoutError) as exc:
-                raise StackError(f"nats-server did not restart: {exc} (log: {self.nats.log_file})") from None
-            revived.append("nats")
-        for name in list(self.dead_services()):
-            self.start_service(name)
-            revived.append(name)
-        services = tuple(name for name in revived if name != "nats")
-        if services:
-            self.wait_serving(timeout, services)
+        revived: list[str] = []
+        pending: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.nats.process is not None and self.nats.process.poll() is not None:
+                try:
+                    self.nats.start()
+                except (RuntimeError, TimeoutError) as exc:
+                    raise StackError(f"nats-server did not restart: {exc} (log: {self.nats.log_file})") from None
+                revived.append("nats")
+            for name in list(self.dead_services()):
+                self.start_service(name)
+                revived.append(name)
+                pending.add(name)
+            pending = {name for name in pending if check_health(self.endpoints[name].grpc_address, timeout=1.0) != "SERVING"}
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                raise StackError(f"not SERVING {timeout:g} s after a restart: {', '.join(sorted(pending))} (logs in {self.logs})")
+            time.sleep(0.2)
         if revived:
             self._write_state()
         return revived
