@@ -76,3 +76,23 @@ def test_bad_demo_options_exit_2_with_a_sentence(tmp_path):
 def test_a_base_model_that_is_not_a_model_exits_1(tmp_path):
     done = run_limi("demo", "--data-dir", str(tmp_path), "--base-model", str(tmp_path / "nothing"))
     assert done.returncode == 1 and "is not a Hugging Face model directory" in done.stderr, done.stderr
+
+
+def test_the_report_holds_the_table_the_numbers_and_the_curves(tmp_path):
+    from limi.evaluation.v1 import evaluation_pb2 as ev
+    from limi_cli.demo_report import Scored, ToolChoice, table, write_report
+
+    def result(avg: float, passed: int) -> ev.EvalResult:
+        tasks = [ev.TaskResult(task_id=f"t{i}", subtask_id="1", passed=i < passed) for i in range(4)]
+        return ev.EvalResult(id=f"evaluation:{avg}", aggregate={"Avg": avg, "FTFC": avg, "SR@3": 25.0 * passed}, tasks=tasks)
+
+    scored = [Scored("base model", 0, "base", result(0.0, 0), ToolChoice(0, 4)),
+              Scored("fine-tuned on 8", 8, "ft8", result(10.0, 1), ToolChoice(2, 4)),
+              Scored("fine-tuned on 78", 78, "ft78", result(40.0, 3), ToolChoice(4, 4))]
+    text = table(scored)
+    assert "fine-tuned on 78" in text and "3/4" in text and "100%" in text and "50%" in text
+    page = write_report(tmp_path, scored, teacher="scripted", timings={"train": 1.0}, datasets={8: "file:///d8"}, notes=["n"])
+    assert "fine-tuned on 8" in page.read_text() and (tmp_path / "samples.png").stat().st_size > 0 and (tmp_path / "tools.png").exists()
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [m["aggregate"]["Avg"] for m in results["models"]] == [0.0, 10.0, 40.0]
+    assert [m["first_move_right_tool"] for m in results["models"]] == [0, 2, 4] and results["datasets"] == {"8": "file:///d8"}

@@ -94,12 +94,13 @@ def write_report(folder: pathlib.Path, scored: list[Scored], *, teacher: str, ti
     if len(tuned) > 1:
         from limi_evaluator.plots import score_vs_samples
 
-        points = [(s.samples, s.metric("Avg"), s.label) for s in tuned]
-        base = next((s for s in scored if not s.samples), None)
-        if base is not None:
-            points.append((0, base.metric("Avg"), base.label))
-        score_vs_samples(points, "Avg", "limi-basics Avg against training samples", folder / "samples.png")
-        plot = '<h2>Data efficiency</h2><img src="samples.png" alt="Avg against the number of training samples">'
+        curve = [s for s in scored if s.samples] + [s for s in scored if not s.samples][:1]
+        score_vs_samples([(s.samples, s.metric("Avg"), s.label) for s in curve], "Avg",
+                         "limi-basics Avg against training samples", folder / "samples.png")
+        score_vs_samples([(s.samples, s.tools.percent, s.label) for s in curve], "first move: right tool (%)",
+                         "Right first tool call against training samples", folder / "tools.png")
+        plot = ('<h2>Data efficiency</h2><img src="samples.png" alt="Avg against the number of training samples">'
+                '<img src="tools.png" alt="right first tool call against the number of training samples">')
     rows = []
     for s in scored:
         passed, total = s.subtasks_passed
