@@ -9,7 +9,9 @@ says so when it starts. Two things make it behave like a teacher a person superv
   finishes its plan, lists the workspace with `list_dir`, then answers;
 - `hold(query_text)` makes the first reply to that query wait (up to `hold_seconds`) until
   `release(query_text)`, so the demo's reviewer can send `Correct` while the episode is surely
-  live; the correction then lands at the next turn boundary, the same way in every run.
+  live; the correction then lands at the next turn boundary, the same way in every run (a hold
+  is released once per query: an episode run again after a crash is not held, and its
+  correction lands only if the reviewer catches it live).
 
 It is not a model and learns nothing; point the demo at a real endpoint with --teacher-endpoint.
 """
