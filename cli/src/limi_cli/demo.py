@@ -54,7 +54,7 @@ STAGES = ("base model", "stack", "queries", "collect", "curate", "train", "evalu
 DONE_STATUSES = {query_pb2.QUERY_STATUS_COMPLETED, query_pb2.QUERY_STATUS_FAILED}
 FINAL_RUN_STATES = {trainer_pb2.RUN_STATE_SUCCEEDED, trainer_pb2.RUN_STATE_FAILED, trainer_pb2.RUN_STATE_CANCELLED}
 BENCHMARK = "limi-basics"
-# The fine-tune of the demo: enough epochs for a tiny model to learn the family from 78 samples.
+# The tiny model's fine-tune: enough epochs for it to learn the tool-call format and the tool choice from 78 samples.
 DEMO_HYPERPARAMETERS = {"epochs": "20", "global_batch_size": "8", "learning_rate": "0.005", "min_learning_rate": "0.0005",
                         "checkpoint_every_steps": "25"}
 
@@ -117,12 +117,12 @@ def stage_base_model(options: DemoOptions, progress: Progress) -> pathlib.Path:
         return path
     target = cache_dir() / "models" / DEMO_MODEL_NAME
     started = time.monotonic()
-    path, built = build_demo_model(target, say=progress.say)
+    path, built = build_demo_model(target)
     progress.say(f"base model {path} ({f'built in {time.monotonic() - started:.0f} s' if built else 'reused from the cache'})")
     return path
 
 
-def service_env(options: DemoOptions, teacher_endpoint: str, teacher_model: str) -> dict[str, str]:
+def service_env(teacher_endpoint: str, teacher_model: str) -> dict[str, str]:
     return {
         "LIMI_ROLLOUT_POLICY_ENDPOINT": teacher_endpoint,
         "LIMI_ROLLOUT_POLICY_MODEL": teacher_model,
@@ -186,7 +186,7 @@ class Reviewer:
 
 
 def stage_collect(client: StackClient, query_set: query_pb2.QuerySet, reviewer: Reviewer, options: DemoOptions,
-                  progress: Progress) -> int:
+                  progress: Progress) -> None:
     deadline = time.monotonic() + options.stage_timeout
     last_said, last_count = 0.0, -1
     while True:
@@ -198,7 +198,7 @@ def stage_collect(client: StackClient, query_set: query_pb2.QuerySet, reviewer: 
             progress.say(f"trajectories stored: {done}/{len(statuses)} ({failed} failed); corrections sent: {len(reviewer.corrected)}")
             last_said, last_count = time.monotonic(), done
         if done == len(statuses):
-            return done - failed
+            return
         if time.monotonic() > deadline:
             raise DemoError(f"only {done} of {len(statuses)} queries have a trajectory after {options.stage_timeout:g} s "
                             f"(logs in {client.stack.logs})")
@@ -317,7 +317,7 @@ def run_demo(options: DemoOptions, progress: Progress) -> list[Scored]:
                         "agent tasks, so it stands in for one over the same OpenAI chat API (--teacher-endpoint URL uses a real one)")
     progress.say(f"teacher: {teacher_text}")
     stack = EmbeddedStack(options.data_dir / "stack", port_offset=options.port_offset, nats_port=options.nats_port,
-                          extra_env=service_env(options, endpoint, model))
+                          extra_env=service_env(endpoint, model))
     try:
         stack.start()
     except StackError as exc:
