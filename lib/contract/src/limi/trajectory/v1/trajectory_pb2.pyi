@@ -32,6 +32,17 @@ class OutcomeStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTCOME_STATUS_COMPLETED: _ClassVar[OutcomeStatus]
     OUTCOME_STATUS_FAILED: _ClassVar[OutcomeStatus]
     OUTCOME_STATUS_ABORTED: _ClassVar[OutcomeStatus]
+
+class OutcomeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_KIND_UNSPECIFIED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_ANSWERED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_LIMIT_REACHED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_POLICY_UNAVAILABLE: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_POLICY_REJECTED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_SANDBOX_UNAVAILABLE: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_TASK_FAILED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_CANCELLED: _ClassVar[OutcomeKind]
 ROLE_UNSPECIFIED: Role
 ROLE_SYSTEM: Role
 ROLE_USER: Role
@@ -45,6 +56,14 @@ OUTCOME_STATUS_UNSPECIFIED: OutcomeStatus
 OUTCOME_STATUS_COMPLETED: OutcomeStatus
 OUTCOME_STATUS_FAILED: OutcomeStatus
 OUTCOME_STATUS_ABORTED: OutcomeStatus
+OUTCOME_KIND_UNSPECIFIED: OutcomeKind
+OUTCOME_KIND_ANSWERED: OutcomeKind
+OUTCOME_KIND_LIMIT_REACHED: OutcomeKind
+OUTCOME_KIND_POLICY_UNAVAILABLE: OutcomeKind
+OUTCOME_KIND_POLICY_REJECTED: OutcomeKind
+OUTCOME_KIND_SANDBOX_UNAVAILABLE: OutcomeKind
+OUTCOME_KIND_TASK_FAILED: OutcomeKind
+OUTCOME_KIND_CANCELLED: OutcomeKind
 
 class ToolSpec(_message.Message):
     __slots__ = ("name", "description", "parameters_json")
@@ -175,14 +194,16 @@ class SandboxInfo(_message.Message):
     def __init__(self, backend: _Optional[str] = ..., image: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class Outcome(_message.Message):
-    __slots__ = ("status", "reason", "score")
+    __slots__ = ("status", "reason", "score", "kind")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     status: OutcomeStatus
     reason: str
     score: float
-    def __init__(self, status: _Optional[_Union[OutcomeStatus, str]] = ..., reason: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+    kind: OutcomeKind
+    def __init__(self, status: _Optional[_Union[OutcomeStatus, str]] = ..., reason: _Optional[str] = ..., score: _Optional[float] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ...) -> None: ...
 
 class Lineage(_message.Message):
     __slots__ = ("query_id", "attempt", "query_set_id", "episode_id")
