@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from limi_core.testing import SUPERVISED_CHILD, NatsServer, free_port, stop_process, supervised
+from limi_core.processes import SUPERVISED_CHILD, NatsServer, free_port, stop_process, supervised
 
 ROOT = pathlib.Path(__file__).resolve().parent
 SHARED = ROOT.parent / "shared"

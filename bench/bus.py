@@ -29,7 +29,7 @@ from limi_core import bus
 from limi_core.consumer import ConsumerSpec, Delivery, EventConsumer
 from limi_core.events import EventPublisher
 from limi_core.logs import configure_logging
-from limi_core.testing import NatsServer
+from limi_core.processes import NatsServer
 
 
 def make_event(n: int, payload_bytes: int) -> trajectory_pb2.Trajectory:

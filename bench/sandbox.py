@@ -30,7 +30,7 @@ import grpc
 
 from limi.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from limi_core.health_check import wait_for_health
-from limi_core.testing import NatsServer, free_port, supervised
+from limi_core.processes import NatsServer, free_port, supervised
 
 FLOOR = ["bash", "-c", "true"]
 CONCURRENCY = (1, 8, 64)

@@ -35,7 +35,7 @@ from limi.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from limi_cli.stack import EmbeddedStack
 from limi_core.health_check import check_health
 from limi_core.settings import DEFAULT_PORTS
-from limi_core.testing import SUPERVISED_CHILD, free_port, supervised
+from limi_core.processes import SUPERVISED_CHILD, free_port, supervised
 from limi_rollout.scripted_policy import Reply, ScriptedPolicyServer
 from limi_trainer.synthetic_samples import tool_use_sample
 

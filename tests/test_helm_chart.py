@@ -24,7 +24,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from limi_core.testing import nats_server_binary
+from limi_core.processes import nats_server_binary
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "helm" / "limi"

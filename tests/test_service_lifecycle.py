@@ -58,7 +58,7 @@ def test_service_reports_not_serving_while_nats_is_down_and_recovers(service_pro
 
 
 def test_service_without_nats_stays_not_serving_then_exits_with_a_sentence(service_process, tmp_path):
-    from limi_core.testing import free_port
+    from limi_core.processes import free_port
 
     service = service_process("evaluator", env={"LIMI_NATS_CONNECT_TIMEOUT_SECONDS": "2"}, nats_url=f"nats://127.0.0.1:{free_port()}")
     wait_for_health(service.grpc_address, "NOT_SERVING", timeout=30, process=service.process)

@@ -24,7 +24,7 @@ import sys
 import time
 
 from limi_core.settings import DEFAULT_PORTS, SERVICES
-from limi_core.testing import SUPERVISED_CHILD, NatsServer, NatsServerMissing, nats_server_binary, supervised
+from limi_core.processes import SUPERVISED_CHILD, NatsServer, NatsServerMissing, nats_server_binary, supervised
 from limi_core.health_check import check_health
 
 DEFAULT_NATS_PORT = 4233

@@ -23,7 +23,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from limi.query.v1 import query_pb2
 from limi.trajectory.v1 import trajectory_pb2
-from limi_core.testing import free_port
+from limi_core.processes import free_port
 from limi_curator.settings import CuratorSettings
 
 CATEGORY_RULES = (

@@ -8,7 +8,7 @@ import pytest
 
 from limi_core import limi_format
 from limi_core.health_check import wait_for_health
-from limi_core.testing import free_port
+from limi_core.processes import free_port
 from limi_curator.cli import build_parser, main
 from limi_curator.synthetic_prs import generate_pull_requests
 

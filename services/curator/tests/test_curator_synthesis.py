@@ -178,7 +178,7 @@ def test_a_refusing_endpoint_is_counted_and_a_dead_one_stops_the_run(curator, sc
     scripted_llm.mode = "fail"
     with pytest.raises(EndpointError, match=r"HTTP 500 after 2 attempt\(s\)"):
         client.complete([{"role": "user", "content": "```json\n{}\n```"}])
-    from limi_core.testing import free_port
+    from limi_core.processes import free_port
 
     with pytest.raises(EndpointError, match="unreachable after 1 attempt"):
         ChatClient(f"http://127.0.0.1:{free_port()}/v1", "m", retries=0).complete([{"role": "user", "content": "hi"}])

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from limi_core.testing import free_port
+from limi_core.processes import free_port
 from limi_evaluator.cli import build_parser, main
 from limi_evaluator.expert import expert_reply
 from limi_rollout.scripted_policy import ScriptedPolicyServer

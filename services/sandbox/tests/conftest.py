@@ -21,7 +21,7 @@ import pytest
 
 from limi.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from limi_core.health_check import check_health, wait_for_health
-from limi_core.testing import NatsServer, free_port, supervised
+from limi_core.processes import NatsServer, free_port, supervised
 
 SECRET = "limi-test-secret-4f1c9b"
 MiB = 1 << 20

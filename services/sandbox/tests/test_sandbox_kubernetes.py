@@ -24,7 +24,7 @@ from kubernetes.client.rest import ApiException
 
 from limi.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from limi_core.grpc_edge import EdgeInterceptor
-from limi_core.testing import free_port
+from limi_core.processes import free_port
 from limi_sandbox.backends.bwrap import bwrap_command
 from limi_sandbox.backends.kubernetes import ANNOTATION_PREFIX, KubernetesBackend, network_policy_manifest, pod_manifest
 from limi_sandbox.limits import default_limits

@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 
 from limi_core.errors import FailedPrecondition
-from limi_core.testing import SUPERVISED_CHILD, free_port, stop_process, supervised
+from limi_core.processes import SUPERVISED_CHILD, free_port, stop_process, supervised
 
 
 class VllmStartError(FailedPrecondition):

@@ -21,7 +21,7 @@ import pathlib
 
 import torch
 
-from limi_core.testing import free_port
+from limi_core.processes import free_port
 from limi_trainer.hyperparameters import Hyperparameters
 
 DEFAULT_EXTENSIONS_DIR = pathlib.Path.home() / ".cache" / "limi" / "torch_extensions"
