@@ -1,13 +1,14 @@
-"""The Helm chart deploy/helm/limi, rendered and checked without helm or a Kubernetes API server.
+"""The Helm chart deploy/helm/limi, rendered and linted by the real Helm, without a Kubernetes API server.
 
-The chart is rendered by deploy/helm/render, a small Go program built once per session from
-Debian's Go sources (text/template plus sprig, with Helm's own functions), for the default values
-and for values-production-gpu.yaml. Every object is validated with kubernetes-validate --strict
-for Kubernetes 1.37; then the tests check what the schemas cannot: restricted security contexts,
+`helm lint --strict` and `helm template` (Helm v4, installed by scripts/setup; see tests/conftest.py)
+run on the chart with the default values and with values-production-gpu.yaml. Every rendered
+object, the `helm test` hooks included, is validated with kubernetes-validate --strict for
+Kubernetes 1.37; then the tests check what the schemas cannot: restricted security contexts,
 native gRPC probes, resources, the sandbox's RBAC scope and NetworkPolicy, that selectors and
-addresses point at objects the chart creates, that required values fail with a clear message,
-and that values.schema.json rejects bad values. The renderer itself is checked against Helm's
-documented behaviour on a scratch chart.
+addresses point at objects the chart creates, that the `helm test` pod asks every enabled
+service, that required values fail with a clear message, and that Helm itself rejects bad
+values with values.schema.json. What a user then runs against a release (`helm test`,
+`kubectl create job --from=cronjob/...`) is exercised in test_helm_release.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 
@@ -29,32 +29,6 @@ from limi_core.processes import nats_server_binary
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "helm" / "limi"
 PRODUCTION = CHART / "values-production-gpu.yaml"
-KUBERNETES = "1.37.0"
-GOPATH = pathlib.Path("/usr/share/gocode")
-SETUP_HINT = "run scripts/setup (it installs golang-go, golang-github-masterminds-sprig-dev and golang-gopkg-yaml.v2-dev)"
-
-
-@pytest.fixture(scope="session")
-def renderer(tmp_path_factory) -> pathlib.Path:
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail(f"the Go compiler is missing, so the chart cannot be rendered: {SETUP_HINT}")
-    if not (GOPATH / "src/github.com/Masterminds/sprig").is_dir() or not (GOPATH / "src/gopkg.in/yaml.v2").is_dir():
-        pytest.fail(f"Debian's Go sources of sprig or yaml.v2 are missing under {GOPATH}: {SETUP_HINT}")
-    build = tmp_path_factory.mktemp("render")
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOCACHE": str(build / "cache"), "GOFLAGS": "", "CGO_ENABLED": "0"}
-    subprocess.run([go, "build", "-o", str(build / "render"), "./deploy/helm/render"], cwd=ROOT, env=env, check=True, timeout=300)
-    return build / "render"
-
-
-def run_render(renderer, *args: str, chart: pathlib.Path = CHART) -> subprocess.CompletedProcess:
-    return subprocess.run([str(renderer), "--chart", str(chart), "--kube-version", KUBERNETES, *args], capture_output=True, text=True, timeout=60)
-
-
-def render(renderer, *values: pathlib.Path, name: str = "limi", namespace: str = "limi") -> list[dict]:
-    result = run_render(renderer, "--name", name, "--namespace", namespace, *[f"--values={v}" for v in values])
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def values_file(tmp_path: pathlib.Path, values: dict) -> pathlib.Path:
@@ -64,8 +38,8 @@ def values_file(tmp_path: pathlib.Path, values: dict) -> pathlib.Path:
 
 
 @pytest.fixture(scope="session", params=["default", "production"])
-def profile(request, renderer) -> tuple[str, list[dict]]:
-    return request.param, render(renderer, *([PRODUCTION] if request.param == "production" else []))
+def profile(request, helm) -> tuple[str, list[dict]]:
+    return request.param, helm.render(*([PRODUCTION] if request.param == "production" else []))
 
 
 def one(objects: list[dict], kind: str, name: str) -> dict:
@@ -82,6 +56,8 @@ def pod_templates(objects: list[dict]) -> dict[str, dict]:
             pods[f"{o['kind']}/{o['metadata']['name']}"] = o["spec"]["template"]
         elif o["kind"] == "CronJob":
             pods[f"CronJob/{o['metadata']['name']}"] = o["spec"]["jobTemplate"]["spec"]["template"]
+        elif o["kind"] == "Pod":
+            pods[f"Pod/{o['metadata']['name']}"] = o
     return pods
 
 
@@ -95,41 +71,33 @@ def matches(selector: dict, labels: dict) -> bool:
 
 # --- Kubernetes schemas -------------------------------------------------------------------------
 
-def test_every_object_is_valid_for_kubernetes_in_strict_mode(profile):
+def test_helm_lint_strict_passes(helm):
+    for values in ((), (f"--values={PRODUCTION}",)):
+        result = helm.run("lint", "--strict", "--kube-version", helm.kube_version, str(CHART), *values)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+        assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
+
+
+def test_every_object_is_valid_for_kubernetes_in_strict_mode(profile, helm):
     name, objects = profile
     kinds = {o["kind"] for o in objects}
     assert {"Deployment", "StatefulSet", "CronJob", "Service", "PodDisruptionBudget", "NetworkPolicy", "Role", "RoleBinding",
-            "Namespace", "LimitRange", "ResourceQuota", "ConfigMap", "PersistentVolumeClaim", "ServiceAccount"} <= kinds
+            "Namespace", "LimitRange", "ResourceQuota", "ConfigMap", "PersistentVolumeClaim", "ServiceAccount", "Pod"} <= kinds
     for o in objects:
         if o["kind"] == "ServiceMonitor":  # a CRD: checked field by field in test_service_monitor
             continue
         try:
-            kubernetes_validate.validate(o, KUBERNETES, strict=True)
+            kubernetes_validate.validate(o, helm.kube_version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             pytest.fail(f"{name}: {o['kind']}/{o['metadata']['name']} at {'.'.join(map(str, exc.path))}: {exc.message}")
 
 
-def test_each_template_file_renders_at_most_one_object(renderer):
-    result = run_render(renderer, f"--values={PRODUCTION}")
+def test_each_template_file_renders_at_most_one_object(helm):
+    result = helm.template(PRODUCTION)
+    assert result.returncode == 0, result.stderr
     sources = [line for line in result.stdout.splitlines() if line.startswith("# Source: ")]
     assert len(sources) == len(set(sources)) > 30
-
-
-def test_a_job_created_from_each_cronjob_is_valid(profile):
-    """What `kubectl create job --from=cronjob/<release>-train <name>` submits: the job template as a Job."""
-    _name, objects = profile
-    for cronjob_name in ("limi-train", "limi-evaluate"):
-        cronjob = one(objects, "CronJob", cronjob_name)
-        assert cronjob["spec"]["suspend"] is True and cronjob["spec"]["concurrencyPolicy"] == "Forbid"
-        template = cronjob["spec"]["jobTemplate"]
-        job = {"apiVersion": "batch/v1", "kind": "Job",
-               "metadata": {"name": "run-1", "labels": template["metadata"]["labels"], "annotations": {"cronjob.kubernetes.io/instantiate": "manual"}},
-               "spec": template["spec"]}
-        kubernetes_validate.validate(job, KUBERNETES, strict=True)
-        pod = template["spec"]["template"]["spec"]
-        assert pod["restartPolicy"] == "Never"
-        job_name = pod["containers"][0]["env"][0]
-        assert job_name == {"name": "JOB_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}}}
 
 
 def test_the_jobs_run_the_one_shot_clis_with_arguments_they_accept(profile):
@@ -301,7 +269,7 @@ def quantity(value) -> float:
     return float(text)
 
 
-def test_session_pods_of_the_sandbox_service_fit_the_namespace_limits_and_quota(profile):
+def test_session_pods_of_the_sandbox_service_fit_the_namespace_limits_and_quota(profile, helm):
     """The pod the sandbox service creates for a session (its own manifest, default limits) against the chart."""
     from limi_sandbox.backends.kubernetes import agent_sources, pod_manifest
     from limi_sandbox.limits import default_limits
@@ -313,7 +281,7 @@ def test_session_pods_of_the_sandbox_service_fit_the_namespace_limits_and_quota(
     pod = pod_manifest("sbx-1", env["LIMI_SANDBOX_KUBERNETES_NAMESPACE"], env["LIMI_SANDBOX_KUBERNETES_IMAGE"], default_limits(settings),
                        tmp_bytes=settings.tmp_bytes, runtime_class=env["LIMI_SANDBOX_KUBERNETES_RUNTIME_CLASS"], cpu_request="250m",
                        cpu_limit="2", lifetime_seconds=3600, agent_files=agent_sources())
-    kubernetes_validate.validate(pod, KUBERNETES, strict=True)
+    kubernetes_validate.validate(pod, helm.kube_version, strict=True)
     assert pod["metadata"]["namespace"] == one(objects, "NetworkPolicy", "limi-sandbox-sessions")["metadata"]["namespace"]
     resources = pod["spec"]["containers"][0]["resources"]
     maximum = one(objects, "LimitRange", "limi-sandbox-sessions")["spec"]["limits"][0]["max"]
@@ -327,8 +295,8 @@ def test_session_pods_of_the_sandbox_service_fit_the_namespace_limits_and_quota(
             assert pods * quantity(amount) <= quantity(hard[f"{kind}.{resource}"]), f"{pods} session pods exceed the quota's {kind}.{resource}"
 
 
-def test_release_name_and_namespace_flow_into_names_policies_and_bindings(renderer):
-    objects = render(renderer, name="prod", namespace="ml")
+def test_release_name_and_namespace_flow_into_names_policies_and_bindings(helm):
+    objects = helm.render(name="prod", namespace="ml")
     assert one(objects, "CronJob", "prod-train") and one(objects, "CronJob", "prod-evaluate")
     policy = one(objects, "NetworkPolicy", "prod-sandbox-sessions")
     assert policy["metadata"]["namespace"] == "prod-sandbox"
@@ -372,8 +340,8 @@ def test_vllm_serves_the_official_image_with_gpus_and_a_model_source(profile):
         assert "--model=Qwen/Qwen3-8B" in container["args"] and "models" not in volumes
 
 
-def test_service_monitor_scrapes_named_ports_of_the_chart_services(renderer):
-    objects = render(renderer, PRODUCTION)
+def test_service_monitor_scrapes_named_ports_of_the_chart_services(helm):
+    objects = helm.render(PRODUCTION)
     monitor = one(objects, "ServiceMonitor", "limi")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
@@ -382,7 +350,7 @@ def test_service_monitor_scrapes_named_ports_of_the_chart_services(renderer):
     for endpoint in monitor["spec"]["endpoints"]:
         assert set(endpoint) == {"port", "path", "interval", "honorLabels"}
         assert endpoint["port"] in port_names and endpoint["honorLabels"] is True
-    assert not [o for o in render(renderer) if o["kind"] == "ServiceMonitor"]
+    assert not [o for o in helm.render() if o["kind"] == "ServiceMonitor"]
 
 
 def test_dashboards_configmap_carries_every_dashboard_for_the_grafana_sidecar(profile):
@@ -395,68 +363,120 @@ def test_dashboards_configmap_carries_every_dashboard_for_the_grafana_sidecar(pr
         assert json.loads(configmap["data"][file.name]) == json.loads(file.read_text())
 
 
+# --- the `helm test` hooks ------------------------------------------------------------------------
+
+def test_the_helm_test_pod_asks_every_enabled_service_and_nats_and_carries_its_script(profile):
+    name, objects = profile
+    hooks = {f"{o['kind']}/{o['metadata']['name']}": o for o in objects
+             if o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"}
+    assert sorted(hooks) == ["ConfigMap/limi-check-release", "Pod/limi-check-release"]
+    configmap, pod = hooks["ConfigMap/limi-check-release"], hooks["Pod/limi-check-release"]
+    assert configmap["data"] == {"check_release.py": (CHART / "files" / "check_release.py").read_text()}
+    weights = [int(o["metadata"]["annotations"].get("helm.sh/hook-weight", "0")) for o in (configmap, pod)]
+    assert weights[0] < weights[1], "helm test must create the script before the pod that runs it"
+    # The restricted security context, resources and /tmp are checked with every other pod above.
+    assert "Pod/limi-check-release" in pod_templates(objects)
+    spec = pod["spec"]
+    (container,) = spec["containers"]
+    assert spec["restartPolicy"] == "Never"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    folder, _, script = container["command"][1].rpartition("/")
+    assert container["command"][0] == "python" and script in configmap["data"]
+    assert volumes[mounts[folder]]["configMap"]["name"] == configmap["metadata"]["name"]
+    curator = one(objects, "Deployment", "limi-curator")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == curator["image"], "the test pod runs in a limi image (it imports limi_core)"
+    asked = dict(a.removeprefix("--service=").split("=", 1) for a in container["args"] if a.startswith("--service="))
+    services = [o for o in objects if o["kind"] == "Service"]
+    grpc = {s["metadata"]["name"].removeprefix("limi-"): f"{s['metadata']['name']}:{p['port']}"
+            for s in services for p in s["spec"]["ports"] if p["name"] == "grpc"}
+    assert asked == grpc
+    assert set(asked) == {"curator", "sandbox", "rollout", "evaluator"} | ({"trainer"} if name == "production" else set())
+    assert "--nats-url=nats://limi-nats:4222" in container["args"]
+    assert 4222 in [p["port"] for p in one(objects, "Service", "limi-nats")["spec"]["ports"]]
+
+
+def test_the_helm_test_hooks_are_left_out_with_skip_tests_or_tests_disabled(helm, tmp_path):
+    skipped = helm.template(flags=("--skip-tests",))
+    assert skipped.returncode == 0, skipped.stderr
+    assert "check-release" not in skipped.stdout
+    disabled = helm.render(values_file(tmp_path, {"tests": {"enabled": False}}))
+    assert disabled and not [o for o in disabled if "check-release" in o["metadata"]["name"]]
+
+
 # --- values: required, schema, docs ---------------------------------------------------------------
 
+SCHEMA_ERROR = "values don't meet the specifications of the schema(s)"
+
+
 @pytest.mark.parametrize(("values", "message"), [
-    ({"vllm": {"enabled": False}}, "policy.endpoint is required when vllm.enabled is false"),
-    ({"nats": {"enabled": False}}, "nats.url is required when nats.enabled is false"),
     ({"storage": {"create": False}}, "storage.existingClaim is required when storage.create is false"),
     ({"vllm": {"model": {"source": "volume"}}}, "vllm.model.existingClaim is required when vllm.model.source is volume"),
     ({"vllm": {"model": {"name": ""}}}, "vllm.model.name is required"),
     ({"trainer": {"enabled": True, "baseModel": ""}}, "trainer.baseModel is required when trainer.enabled is true"),
 ])
-def test_a_missing_required_value_stops_rendering_with_a_clear_message(renderer, tmp_path, values, message):
-    result = run_render(renderer, f"--values={values_file(tmp_path, values)}")
+def test_a_missing_required_value_stops_rendering_with_a_clear_message(helm, tmp_path, values, message):
+    result = helm.template(values_file(tmp_path, values))
     assert result.returncode != 0 and not result.stdout
     assert message in result.stderr and "execution error at (limi/templates/" in result.stderr
 
 
-def test_required_values_once_set_are_used(renderer, tmp_path):
+@pytest.mark.parametrize(("values", "path", "message"), [
+    ({"vllm": {"enabled": False}}, "/policy/endpoint", "policy.endpoint is required when vllm.enabled is false"),
+    ({"nats": {"enabled": False}}, "/nats/url", "nats.url is required when nats.enabled is false"),
+])
+def test_a_value_another_one_requires_is_enforced_by_the_schema_and_by_the_templates(helm, tmp_path, values, path, message):
+    """values.schema.json stops these first; with --skip-schema-validation the templates' `required` still does."""
+    result = helm.template(values_file(tmp_path, values))
+    assert result.returncode != 0 and not result.stdout
+    assert SCHEMA_ERROR in result.stderr and f"at '{path}'" in result.stderr, result.stderr
+    unchecked = helm.template(values_file(tmp_path, values), flags=("--skip-schema-validation",))
+    assert unchecked.returncode != 0 and not unchecked.stdout
+    assert message in unchecked.stderr and "execution error at (limi/templates/" in unchecked.stderr
+
+
+def test_required_values_once_set_are_used(helm, tmp_path):
     values = {"vllm": {"enabled": False}, "policy": {"endpoint": "https://llm.example.com/v1", "model": "glm"},
               "nats": {"enabled": False, "url": "nats://nats.infra:4222"}, "storage": {"create": False, "existingClaim": "shared"}}
-    objects = render(renderer, values_file(tmp_path, values))
+    objects = helm.render(values_file(tmp_path, values))
     env = env_of(one(objects, "Deployment", "limi-rollout")["spec"]["template"]["spec"]["containers"][0])
     assert (env["LIMI_ROLLOUT_POLICY_ENDPOINT"], env["LIMI_ROLLOUT_POLICY_MODEL"], env["LIMI_NATS_URL"]) == ("https://llm.example.com/v1", "glm", "nats://nats.infra:4222")
     assert not [o for o in objects if o["metadata"]["name"] in ("limi-vllm", "limi-nats", "limi-data")]
     curator_volumes = one(objects, "Deployment", "limi-curator")["spec"]["template"]["spec"]["volumes"]
     assert {"name": "data", "persistentVolumeClaim": {"claimName": "shared"}} in curator_volumes
+    check = one(objects, "Pod", "limi-check-release")["spec"]["containers"][0]
+    assert "--nats-url=nats://nats.infra:4222" in check["args"]
 
 
-@pytest.fixture(scope="module")
-def schema():
+def test_the_values_schema_is_json_schema_draft_7():
+    """Helm validates values against it (below and in every render); here the schema itself is checked."""
     schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     jsonschema.Draft7Validator.check_schema(schema)
-    return jsonschema.Draft7Validator(schema)
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(schema["properties"]) == set(defaults), "values.yaml and values.schema.json name different top-level keys"
 
 
-def merged_values(renderer, *files: pathlib.Path) -> dict:
-    result = run_render(renderer, "--show-values", *[f"--values={f}" for f in files])
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def test_the_schema_accepts_the_default_and_production_values(renderer, schema):
-    for files in ((), (PRODUCTION,)):
-        assert [e.message for e in schema.iter_errors(merged_values(renderer, *files))] == []
-
-
-@pytest.mark.parametrize("bad", [
-    {"curator": {"replicas": "two"}},
-    {"common": {"logLevel": "TRACE"}},
-    {"images": {"pullPolicy": "Sometimes"}},
-    {"nats": {"replicas": 2}},
-    {"nats": {"jetstream": {"syncInterval": "often"}}},
-    {"vllm": {"model": {"source": "s3"}}},
-    {"vllm": {"gpus": 0}},
-    {"rollout": {"resources": {"limits": {"cpu": "lots", "memory": "1Gi", "ephemeral-storage": "1Gi"}}}},
-    {"sandbox": {"sessions": {"namespace": "Not_A_Namespace"}}},
-    {"sandbox": {"env": {"LIMI_SANDBOX_POOL_SIZE": {"nested": 1}}}},
-    {"train": {"schedule": "every day"}},
-    {"evaluator": {"replicaCount": 2}},
-    {"vllm": {"enabled": False}},
+@pytest.mark.parametrize(("bad", "path"), [
+    ({"curator": {"replicas": "two"}}, "/curator/replicas"),
+    ({"common": {"logLevel": "TRACE"}}, "/common/logLevel"),
+    ({"images": {"pullPolicy": "Sometimes"}}, "/images/pullPolicy"),
+    ({"nats": {"replicas": 2}}, "/nats/replicas"),
+    ({"nats": {"jetstream": {"syncInterval": "often"}}}, "/nats/jetstream/syncInterval"),
+    ({"vllm": {"model": {"source": "s3"}}}, "/vllm/model/source"),
+    ({"vllm": {"gpus": 0}}, "/vllm/gpus"),
+    ({"rollout": {"resources": {"limits": {"cpu": "lots", "memory": "1Gi", "ephemeral-storage": "1Gi"}}}}, "/rollout/resources/limits/cpu"),
+    ({"sandbox": {"sessions": {"namespace": "Not_A_Namespace"}}}, "/sandbox/sessions/namespace"),
+    ({"sandbox": {"env": {"LIMI_SANDBOX_POOL_SIZE": {"nested": 1}}}}, "/sandbox/env/LIMI_SANDBOX_POOL_SIZE"),
+    ({"train": {"schedule": "every day"}}, "/train/schedule"),
+    ({"evaluator": {"replicaCount": 2}}, "/evaluator"),
+    ({"vllm": {"enabled": False}}, "/policy/endpoint"),
+    ({"tests": {"timeoutSeconds": 0}}, "/tests/timeoutSeconds"),
 ])
-def test_the_schema_rejects_bad_values(renderer, schema, tmp_path, bad):
-    assert list(schema.iter_errors(merged_values(renderer, values_file(tmp_path, bad)))), f"accepted {bad}"
+def test_helm_rejects_bad_values_with_the_schema(helm, tmp_path, bad, path):
+    result = helm.template(values_file(tmp_path, bad))
+    assert result.returncode != 0 and not result.stdout
+    assert SCHEMA_ERROR in result.stderr and f"at '{path}'" in result.stderr, result.stderr
 
 
 def test_every_value_is_documented():
@@ -478,70 +498,3 @@ def test_every_value_is_documented():
         documented_parents.append((indent, documented))
         comments = []
     assert undocumented == []
-
-
-# --- the renderer against Helm's documented behaviour ----------------------------------------------
-
-SCRATCH_TEMPLATE = """\
-{{- define "scratch.name" -}}{{ .Chart.Name }}-{{ .Release.Name }}{{- end -}}
-include: {{ include "scratch.name" . }}
-tpl: {{ tpl .Values.greeting . }}
-big: {{ .Values.big }}
-int: {{ .Values.big | int64 }}
-missing: "{{ .Values.nothing }}"
-dropped: {{ hasKey .Values "dropme" }}
-kept: {{ .Values.nested.keep }} {{ .Values.nested.change }}
-toYaml: {{ .Values.nested | toYaml | nindent 2 }}
-toJson: {{ .Values.nested | toJson }}
-fromYaml: {{ (fromYaml "a: [1, 2]").a | len }} {{ hasKey (fromYaml "a: [") "Error" }}
-fromJson: {{ (fromJson "{\\"x\\": 5}").x }}
-lookup: {{ lookup "v1" "Secret" "ns" "name" | len }}
-kube: {{ .Capabilities.KubeVersion.Version }} {{ .Capabilities.KubeVersion.Minor }} {{ .Capabilities.APIVersions.Has "apps/v1" }} {{ .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}
-file: {{ .Files.Get "files/a.txt" | trim }}
-glob: {{ range $path, $_ := .Files.Glob "files/*.txt" }}{{ $path }} {{ end }}
-config: {{ (.Files.Glob "files/b.*").AsConfig | nindent 2 }}
-template: {{ .Template.Name }}
-"""
-
-
-@pytest.fixture
-def scratch_chart(tmp_path) -> pathlib.Path:
-    chart = tmp_path / "scratch"
-    (chart / "templates").mkdir(parents=True)
-    (chart / "files").mkdir()
-    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: scratch\nversion: 1.0.0\nkubeVersion: '>=1.30.0-0'\n")
-    (chart / "values.yaml").write_text("greeting: 'hi {{ .Release.Name }}'\nbig: 1000000\ndropme: 1\nnested: {keep: 1, change: 2, z: [a, b]}\n")
-    (chart / "files" / "a.txt").write_text("alpha\n")
-    (chart / "files" / "b.txt").write_text("line1\nline2\n")
-    (chart / "templates" / "out.yaml").write_text(SCRATCH_TEMPLATE)
-    (chart / "templates" / "fails.yaml").write_text('{{ if .Values.boom }}{{ fail "boom was set" }}{{ end }}{{ required "need.value is required" .Values.need }}\n')
-    return chart
-
-
-def test_the_renderer_implements_helms_functions_as_helm_defines_them(renderer, scratch_chart, tmp_path):
-    overrides = values_file(tmp_path, {"dropme": None, "nested": {"change": 3}, "need": "x"})
-    result = run_render(renderer, "--name", "rel", f"--values={overrides}", chart=scratch_chart)
-    assert result.returncode == 0, result.stderr
-    (doc,) = [d for d in yaml.safe_load_all(result.stdout) if d and "include" in d]
-    assert doc["include"] == "scratch-rel" and doc["tpl"] == "hi rel"
-    # Numbers from values are float64, as in Helm: 1000000 prints as 1e+06 unless converted.
-    assert doc["int"] == 1000000 and "big: 1e+06" in result.stdout
-    assert doc["missing"] == "" and doc["dropped"] is False and doc["kept"] == "1 3"
-    assert doc["toYaml"] == {"change": 3, "keep": 1, "z": ["a", "b"]} and doc["toJson"] == {"change": 3, "keep": 1, "z": ["a", "b"]}
-    assert doc["fromYaml"] == "2 true" and doc["fromJson"] == 5 and doc["lookup"] == 0
-    assert doc["kube"] == "v1.37.0 37 true false"
-    assert doc["file"] == "alpha" and doc["glob"] == "files/a.txt files/b.txt"
-    assert doc["config"] == {"b.txt": "line1\nline2\n"} and doc["template"] == "scratch/templates/out.yaml"
-
-
-def test_the_renderer_fails_like_helm_on_required_fail_and_kube_version(renderer, scratch_chart, tmp_path):
-    missing = run_render(renderer, chart=scratch_chart)
-    assert "Error: execution error at (scratch/templates/fails.yaml:1:" in missing.stderr and missing.stderr.rstrip().endswith("need.value is required")
-    failed = run_render(renderer, f"--values={values_file(tmp_path, {'boom': True, 'need': 'x'})}", chart=scratch_chart)
-    assert failed.returncode != 0 and failed.stderr.rstrip().endswith("boom was set")
-    (scratch_chart / "templates" / "env.yaml").write_text('home: {{ env "HOME" }}\n')
-    no_env = run_render(renderer, f"--values={values_file(tmp_path, {'need': 'x'})}", chart=scratch_chart)
-    assert no_env.returncode != 0 and 'function "env" not defined' in no_env.stderr, "Helm removes sprig's env and expandenv"
-    (scratch_chart / "templates" / "env.yaml").unlink()
-    old = run_render(renderer, "--kube-version", "1.29.0", f"--values={values_file(tmp_path, {'need': 'x'})}", chart=scratch_chart)
-    assert old.returncode != 0 and "incompatible with Kubernetes v1.29.0" in old.stderr

@@ -44,6 +44,7 @@ spec:
           - action: Ignore
             onPodConditions:
               - type: DisruptionTarget
+                status: "True"
       template:
         metadata:
           labels:
