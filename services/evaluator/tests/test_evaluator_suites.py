@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import pathlib
 
 import pytest
@@ -134,11 +135,25 @@ def test_the_family_is_deterministic_and_its_splits_are_disjoint():
     assert not {t.id for t in train} & {t.id for t in test}
     assert not {s.query for t in train for s in t.subtasks} & {s.query for t in test for s in t.subtasks}
     assert {t.label("kind") for t in test} == set(basics.KINDS)
+    assert {t.label("kind") for t in train} == set(basics.TRAIN_KINDS) and "affine-function" not in basics.TRAIN_KINDS
     assert all(t.label("split") == "test" for t in test) and all(t.label("split") == "train" for t in train)
     other_seed = basics.generate(1, "test", 15)
     assert {t.id for t in other_seed} != {t.id for t in test} and all(t.label("split") == "test" for t in other_seed)
     with pytest.raises(SuiteError):
         basics.generate(0, "validation", 3)
+
+
+def test_held_out_instances_use_no_word_folder_or_number_seen_in_training():
+    def tokens(tasks):
+        return {token for t in tasks for s in t.subtasks for token in re.findall(r"[A-Za-z]+|\d+", s.query)}
+
+    train, test = tokens(basics.generate(0, "train", 400)), tokens(basics.generate(0, "test", 100))
+    template_words = tokens(basics.generate(1, "train", 10)) & tokens(basics.generate(1, "test", 10))
+    slot_values = {*basics.VOCABULARIES["test"].words, *basics.VOCABULARIES["test"].folders, basics.VOCABULARIES["test"].source_folder}
+    assert slot_values <= test and not slot_values & train
+    # Every number in a held-out query is new too, except the template's own "2" (`... * 2, importing`).
+    assert {t for t in test & train if t.isdigit()} <= {"2"}
+    assert not (test & train) - template_words - set(basics.OPERATION_NAMES.values()) - {"2", "txt", "py"}
 
 
 def test_the_expert_plans_every_instance_one_call_per_turn():

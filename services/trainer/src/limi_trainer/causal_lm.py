@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from limi_core.errors import InvalidArgument
 from limi_trainer import varlen_attention
 from limi_trainer.packing import IGNORE_INDEX
 
@@ -50,6 +51,31 @@ def load_model(path: str | pathlib.Path, *, dtype: torch.dtype, attn_implementat
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     return model
+
+
+def freeze_lower_layers(model, trainable_layers: int) -> int:
+    """Train only the last `trainable_layers` decoder layers and the final norm (0: train everything).
+
+    Returns the number of trainable parameters. Raises InvalidArgument when the model has fewer
+    layers, or no list of decoder layers to choose from.
+    """
+    if trainable_layers == 0:
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    decoder = model.get_decoder()
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        raise InvalidArgument("hyperparameters.trainable_layers", f"{type(model).__name__} has no list of decoder layers to freeze")
+    if trainable_layers > len(layers):
+        raise InvalidArgument("hyperparameters.trainable_layers", f"the model has {len(layers)} decoder layers, fewer than {trainable_layers}")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    trained = [*layers[len(layers) - trainable_layers:]]
+    if getattr(decoder, "norm", None) is not None:
+        trained.append(decoder.norm)
+    for module in trained:
+        for parameter in module.parameters():
+            parameter.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 class PackedLossModel(nn.Module):

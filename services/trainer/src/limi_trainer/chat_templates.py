@@ -6,6 +6,8 @@ Each constant is a Jinja chat template in the shape its family uses with tools:
   renders as `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>` (what vLLM's
   `hermes` parser reads), consecutive tool results share one `<|im_start|>user` turn, and
   `<|im_end|>` ends every turn.
+- `CHATML_COMPACT_TOOL_TEMPLATE`: the same, with each tool in one line instead of its JSON schema
+  (what `model_import.py` gives a ChatML model whose own template ignores tools, e.g. SmolLM2).
 - `LLAMA3_TOOL_TEMPLATE`: Llama-3-style header template: `<|start_header_id|>role<|end_header_id|>`,
   `<|eot_id|>` ends every turn, tool results come from the `ipython` role, tool calls are JSON
   lines `{"name": ..., "parameters": {...}}`.
@@ -30,6 +32,52 @@ CHATML_TOOL_TEMPLATE = """\
 {{- '# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>' }}
 {%- for tool in tools %}{{- '\\n' }}{{- tool | tojson }}{%- endfor %}
 {{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\\n</tool_call><|im_end|>\\n' }}
+{%- elif messages[0].role == 'system' %}
+{{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}
+{%- endif %}
+{%- for message in messages %}
+{%- if message.role == 'user' or (message.role == 'system' and not loop.first) %}
+{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}
+{%- elif message.role == 'assistant' %}
+{{- '<|im_start|>assistant' }}
+{%- if message.content %}{{- '\\n' + message.content }}{%- elif not message.tool_calls %}{{- '\\n' }}{%- endif %}
+{%- for tool_call in message.tool_calls or [] %}
+{%- if tool_call.function is defined %}{%- set tool_call = tool_call.function %}{%- endif %}
+{{- '\\n<tool_call>\\n{\"name\": \"' + tool_call.name + '\", \"arguments\": ' }}
+{%- if tool_call.arguments is string %}{{- tool_call.arguments }}{%- else %}{{- tool_call.arguments | tojson }}{%- endif %}
+{{- '}\\n</tool_call>' }}
+{%- endfor %}
+{{- '<|im_end|>\\n' }}
+{%- elif message.role == 'tool' %}
+{%- if loop.first or messages[loop.index0 - 1].role != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}
+{{- '\\n<tool_response>\\n' + message.content + '\\n</tool_response>' }}
+{%- if loop.last or messages[loop.index0 + 1].role != 'tool' %}{{- '<|im_end|>\\n' }}{%- endif %}
+{%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}
+"""
+
+# The same ChatML turns and hermes tool calls, with each tool listed as one line,
+# `name(param: type, optional?: type): description`, instead of its whole JSON schema: about a
+# quarter of the tokens for the sandbox's seven tools (what most of a short agent sample is).
+# Parameter descriptions are left out; the arguments are still checked against the full schema
+# when a call is made.
+CHATML_COMPACT_TOOL_TEMPLATE = """\
+{%- if tools %}
+{{- '<|im_start|>system\\n' }}
+{%- if messages[0].role == 'system' %}{{- messages[0].content + '\\n\\n' }}{%- endif %}
+{{- 'You can call these tools:' }}
+{%- for tool in tools %}
+{%- set f = tool.function if tool.function is defined else tool %}
+{%- set p = f.parameters if f.parameters is defined else {} %}
+{%- set required = p.required if p.required is defined else [] %}
+{{- '\\n- ' + f.name + '(' }}
+{%- for name, spec in (p.properties.items() if p.properties is defined else []) %}
+{{- (', ' if not loop.first else '') + name + ('' if name in required else '?') + ': ' + (spec.type if spec.type is defined else 'any') }}
+{%- endfor %}
+{{- ')' + (': ' + f.description if f.description is defined and f.description else '') }}
+{%- endfor %}
+{{- '\\n\\nTo call a tool, answer with:\\n<tool_call>\\n{\"name\": <tool name>, \"arguments\": <JSON object>}\\n</tool_call><|im_end|>\\n' }}
 {%- elif messages[0].role == 'system' %}
 {{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}
 {%- endif %}
@@ -127,7 +175,7 @@ class TemplateFamily:
     """A chat template and the special tokens its tokenizer needs.
 
     Attributes:
-        name: "chatml", "llama3" or "glm".
+        name: "chatml", "chatml-compact", "llama3" or "glm".
         template: The Jinja chat template.
         special_tokens: Tokens that only the template may produce (role markers, turn ends).
         extra_tokens: Tokens kept whole but allowed in text (tool-call tags).
@@ -149,6 +197,16 @@ FAMILIES: dict[str, TemplateFamily] = {
     "chatml": TemplateFamily(
         name="chatml",
         template=CHATML_TOOL_TEMPLATE,
+        special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+        extra_tokens=("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"),
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        stop_tokens=("<|im_end|>", "<|endoftext|>"),
+    ),
+    "chatml-compact": TemplateFamily(
+        name="chatml-compact",
+        template=CHATML_COMPACT_TOOL_TEMPLATE,
         special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
         extra_tokens=("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"),
         bos_token=None,

@@ -51,6 +51,10 @@ class Hyperparameters:
     offload_optimizer: bool = True
     offload_parameters: bool = False
     gradient_checkpointing: bool = True
+    # 0: every parameter trains. N: only the last N decoder layers and the final norm; the lower
+    # layers, the embeddings and the output head stay frozen, so the backward pass stops N layers
+    # from the top (the lever that makes a real model trainable in minutes on CPU).
+    trainable_layers: int = 0
     # "auto": bf16 on GPU, fp32 on CPU.
     precision: str = "auto"
     # "auto": flash_attention_2 on GPU when installed, else limi_varlen_sdpa (per-sample SDPA);
@@ -82,6 +86,7 @@ class Hyperparameters:
         _require(self.zero_stage in (0, 1, 2, 3), "zero_stage", "must be 0, 1, 2 or 3")
         _require(not self.offload_optimizer or self.zero_stage >= 1, "offload_optimizer", "needs zero_stage 1, 2 or 3")
         _require(not self.offload_parameters or self.zero_stage == 3, "offload_parameters", "needs zero_stage 3")
+        _require(self.trainable_layers >= 0, "trainable_layers", "must not be negative (0 trains every layer)")
         _require(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
         _require(self.loss_chunk_tokens >= 1, "loss_chunk_tokens", "must be at least 1")
         _require(self.checkpoint_every_steps >= 0, "checkpoint_every_steps", "must not be negative")

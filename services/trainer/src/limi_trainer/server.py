@@ -1,10 +1,10 @@
 """Wiring of the trainer service: servicer, run supervisor, dataset consumer, checkpoint events.
 
-On start (once NATS is connected) the run supervisor loads its runs (interrupted ones resume),
-checkpoints are announced through the exactly-once publisher on `limi.checkpoints.saved`, and the
-durable consumer of `limi.datasets.published` starts. On stop the consumer takes no new
-dataset, the training process in progress is stopped (its run stays queued and resumes from
-its last checkpoint at the next start), and the gRPC server drains (limi_core.service).
+On start (the scaffold has connected NATS) the run supervisor loads its runs (interrupted ones
+resume), checkpoints are announced through the exactly-once publisher on `limi.checkpoints.saved`,
+and the supervised durable consumer of `limi.datasets.published` starts. On stop the consumer
+takes no new dataset, the training process in progress is stopped (its run stays queued and
+resumes from its last checkpoint at the next start), and the gRPC server drains (limi_core.service).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import grpc
 
 from limi.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from limi_core import bus
-from limi_core.consumer import ConsumerSpec, EventConsumer
-from limi_core.service import EXIT_CONFIG, BackgroundWork, BusConnection, run_main
+from limi_core.consumer import ConsumerSpec
+from limi_core.exit_codes import EXIT_USAGE
+from limi_core.service import BusLink, ServiceContext, run_main
 from limi_trainer import lineage
 from limi_trainer.dataset_intake import DatasetIntake
 from limi_trainer.run_store import RunRecord, RunStore
@@ -44,37 +45,33 @@ class TrainerApp:
             worker_env={"LIMI_TRAINER_MODELS_DIR": str(settings.local_models_dir)},
         )
         self.servicer = TrainerServicer(self.supervisor, self.store, default_base_model=settings.base_model, default_preset=settings.preset)
-        self._connection: BusConnection | None = None
-        self.intake_work = BackgroundWork("trainer dataset intake")
+        self.bus = BusLink(self.name)
 
     def register(self, server: grpc.aio.Server) -> None:
         trainer_pb2_grpc.add_TrainerServiceServicer_to_server(self.servicer, server)
 
-    async def start(self, connection: BusConnection) -> None:
-        self._connection = connection
+    async def start(self, context: ServiceContext) -> None:
         await self.supervisor.start()
         intake = DatasetIntake(
             self.supervisor, self.store, auto_train=self.settings.auto_train, base_model=self.settings.base_model,
-            preset=self.settings.preset, stop=self.intake_work.stop_requested,
+            preset=self.settings.preset, stop=context.stopping,
         )
         spec = ConsumerSpec(
             stream=bus.stream_for(bus.DATASETS_PUBLISHED).name, durable=CONSUMER_NAME, subject=bus.DATASETS_PUBLISHED,
             ack_wait_seconds=self.settings.ack_wait_seconds, max_deliver=self.settings.max_deliver, concurrency=1, fetch_batch=1,
         )
-        consumer = EventConsumer(connection.js, spec, intake.handle, publisher=connection.publisher, payloads=connection.payloads)
-        self.intake_work.start(consumer.run(self.intake_work.stop_requested))
+        context.consume(spec, intake.handle)
 
     async def stop(self, grace_seconds: float) -> None:
-        self.intake_work.stop_requested.set()
+        # The scaffold has stopped the consumer (its handler returns once `stopping` is set).
         await self.supervisor.stop(grace_seconds)
-        await self.intake_work.stop(grace_seconds)
         self.store.close()
 
     async def _announce(self, run: RunRecord, checkpoint_dir: pathlib.Path) -> str:
         event = lineage.describe_checkpoint(
             pathlib.Path(run.run_dir), checkpoint_dir, trajectory_ids=run.trained_trajectory_ids, packing_efficiency=run.packing_efficiency
         )
-        await self._connection.publisher.publish(bus.CHECKPOINTS_SAVED, event, lineage.message_id(event))
+        await self.bus.publisher.publish(bus.CHECKPOINTS_SAVED, event, lineage.message_id(event))
         log.info("checkpoint published", extra={"fields": {"run": run.id, "checkpoint": event.id, "step": event.step, "final": event.final}})
         return event.id
 
@@ -84,7 +81,7 @@ def build_app(settings: TrainerSettings) -> TrainerApp:
         return TrainerApp(settings)
     except (OSError, sqlite3.Error) as exc:
         print(f"limi-trainer: cannot open the trainer database {settings.database_path}: {exc}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        sys.exit(EXIT_USAGE)
 
 
 def main() -> None:
