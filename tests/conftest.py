@@ -54,11 +54,21 @@ class Helm:
     def run(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([self.binary, *args], capture_output=True, text=True, env=self.env, timeout=60)
 
-    def template(self, *values: pathlib.Path, name: str = "limi", namespace: str = "limi",
-                 flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    def template(
+        self, *values: pathlib.Path, name: str = "limi", namespace: str = "limi", flags: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess:
         """`helm template` of the chart, which also renders its `helm test` hooks."""
-        return self.run("template", name, str(CHART), "--namespace", namespace, "--kube-version", KUBERNETES,
-                        *[f"--values={v}" for v in values], *flags)
+        return self.run(
+            "template",
+            name,
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--kube-version",
+            KUBERNETES,
+            *[f"--values={v}" for v in values],
+            *flags,
+        )
 
     def render(self, *values: pathlib.Path, name: str = "limi", namespace: str = "limi") -> list[dict]:
         """Every object `helm template` renders, parsed; fails the test when helm fails."""

@@ -71,6 +71,7 @@ def matches(selector: dict, labels: dict) -> bool:
 
 # --- Kubernetes schemas -------------------------------------------------------------------------
 
+
 def test_helm_lint_strict_passes(helm):
     for values in ((), (f"--values={PRODUCTION}",)):
         result = helm.run("lint", "--strict", "--kube-version", helm.kube_version, str(CHART), *values)
@@ -82,8 +83,23 @@ def test_helm_lint_strict_passes(helm):
 def test_every_object_is_valid_for_kubernetes_in_strict_mode(profile, helm):
     name, objects = profile
     kinds = {o["kind"] for o in objects}
-    assert {"Deployment", "StatefulSet", "CronJob", "Service", "PodDisruptionBudget", "NetworkPolicy", "Role", "RoleBinding",
-            "Namespace", "LimitRange", "ResourceQuota", "ConfigMap", "PersistentVolumeClaim", "ServiceAccount", "Pod"} <= kinds
+    assert {
+        "Deployment",
+        "StatefulSet",
+        "CronJob",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "Namespace",
+        "LimitRange",
+        "ResourceQuota",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "ServiceAccount",
+        "Pod",
+    } <= kinds
     for o in objects:
         if o["kind"] == "ServiceMonitor":  # a CRD: checked field by field in test_service_monitor
             continue
@@ -108,25 +124,32 @@ def test_the_jobs_run_the_one_shot_clis_with_arguments_they_accept(profile):
 
     name, objects = profile
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
-    assert scripts["limi-train"].startswith("limi_trainer.cli:") and scripts["limi-evaluate"].startswith("limi_evaluator.cli:")
+    assert scripts["limi-train"].startswith("limi_trainer.cli:") and scripts["limi-evaluate"].startswith(
+        "limi_evaluator.cli:"
+    )
     train = one(objects, "CronJob", "limi-train")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     gpus = train["resources"]["limits"]["nvidia.com/gpu"]
     if gpus > 1:
         assert train["command"] == ["torchrun", "--standalone", f"--nproc-per-node={gpus}", "-m", "limi_trainer.cli"]
-        usage = subprocess.run([sys.executable, "-m", "limi_trainer.cli", "--help"], capture_output=True, text=True, timeout=60)
+        usage = subprocess.run(
+            [sys.executable, "-m", "limi_trainer.cli", "--help"], capture_output=True, text=True, timeout=60
+        )
         assert usage.returncode == 0 and usage.stdout.startswith("usage: limi-train")
     else:
         assert train["command"] == ["limi-train"]
     args = [a.replace("$(JOB_NAME)", "run-1") for a in train["args"]] + ["--dataset", "/data/curator/datasets/d.jsonl"]
     parsed = limi_trainer.cli.build_parser().parse_args(args)
     assert str(parsed.output_dir) == "/data/trainer/jobs/run-1" and parsed.preset == "limi"
-    evaluate = one(objects, "CronJob", "limi-evaluate")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    evaluate = one(objects, "CronJob", "limi-evaluate")["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     assert evaluate["command"] == ["limi-evaluate"]
     parsed = limi_evaluator.cli.build_parser().parse_args(evaluate["args"])
     assert parsed.endpoint == "http://limi-vllm:8000/v1" and parsed.benchmark == ["limi-basics"]
 
 
 # --- security, probes, resources ----------------------------------------------------------------
+
 
 def test_every_pod_runs_under_the_restricted_pod_security_standard(profile):
     _name, objects = profile
@@ -151,7 +174,12 @@ def test_every_pod_runs_under_the_restricted_pod_security_standard(profile):
 
 def test_every_container_requests_and_limits_cpu_memory_and_ephemeral_storage(profile):
     name, objects = profile
-    gpus = {"Deployment/limi-vllm": (1, 4), "CronJob/limi-train": (1, 8), "CronJob/limi-evaluate": (1, 4), "Deployment/limi-trainer": (None, 8)}
+    gpus = {
+        "Deployment/limi-vllm": (1, 4),
+        "CronJob/limi-train": (1, 8),
+        "CronJob/limi-evaluate": (1, 4),
+        "Deployment/limi-trainer": (None, 8),
+    }
     for where, template in pod_templates(objects).items():
         for container in template["spec"]["containers"]:
             resources = container["resources"]
@@ -159,7 +187,9 @@ def test_every_container_requests_and_limits_cpu_memory_and_ephemeral_storage(pr
                 assert {"cpu", "memory", "ephemeral-storage"} <= set(resources[kind]), f"{where}: {kind}"
             if where in gpus:
                 expected = gpus[where][name == "production"]
-                assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == expected, where
+                assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == expected, (
+                    where
+                )
             else:
                 assert "nvidia.com/gpu" not in resources["limits"], where
 
@@ -170,10 +200,22 @@ def test_every_pods_scratch_volumes_fit_in_its_limits(profile):
     for where, template in pod_templates(objects).items():
         pod = template["spec"]
         limits = [c["resources"]["limits"] for c in pod["containers"]]
-        disk = sum(quantity(v["emptyDir"]["sizeLimit"]) for v in pod.get("volumes", []) if v.get("emptyDir", {}).get("medium") is None and "emptyDir" in v)
-        memory = sum(quantity(v["emptyDir"]["sizeLimit"]) for v in pod.get("volumes", []) if v.get("emptyDir", {}).get("medium") == "Memory")
-        assert disk <= sum(quantity(l["ephemeral-storage"]) for l in limits), f"{where}: emptyDir volumes exceed its ephemeral-storage limit"
-        assert memory < sum(quantity(l["memory"]) for l in limits), f"{where}: in-memory volumes exceed its memory limit"
+        disk = sum(
+            quantity(v["emptyDir"]["sizeLimit"])
+            for v in pod.get("volumes", [])
+            if v.get("emptyDir", {}).get("medium") is None and "emptyDir" in v
+        )
+        memory = sum(
+            quantity(v["emptyDir"]["sizeLimit"])
+            for v in pod.get("volumes", [])
+            if v.get("emptyDir", {}).get("medium") == "Memory"
+        )
+        assert disk <= sum(quantity(limit["ephemeral-storage"]) for limit in limits), (
+            f"{where}: emptyDir volumes exceed its ephemeral-storage limit"
+        )
+        assert memory < sum(quantity(limit["memory"]) for limit in limits), (
+            f"{where}: in-memory volumes exceed its memory limit"
+        )
 
 
 def test_services_have_native_grpc_probes_on_their_health_port(profile):
@@ -200,22 +242,30 @@ def test_every_address_and_selector_points_at_an_object_of_the_chart(profile):
     services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
     pods = pod_templates(objects)
     for service in services.values():
-        assert any(matches(service["spec"]["selector"], t["metadata"]["labels"]) for t in pods.values()), service["metadata"]["name"]
+        assert any(matches(service["spec"]["selector"], t["metadata"]["labels"]) for t in pods.values()), service[
+            "metadata"
+        ]["name"]
     for pdb in (o for o in objects if o["kind"] == "PodDisruptionBudget"):
         assert any(matches(pdb["spec"]["selector"]["matchLabels"], t["metadata"]["labels"]) for t in pods.values())
     for where, template in pods.items():
         for container in template["spec"]["containers"]:
             for variable, value in env_of(container).items():
-                if value and (variable.endswith(("_SANDBOX_ADDRESS", "_ROLLOUT_ADDRESS")) or variable in ("LIMI_NATS_URL", "LIMI_ROLLOUT_POLICY_ENDPOINT")):
+                if value and (
+                    variable.endswith(("_SANDBOX_ADDRESS", "_ROLLOUT_ADDRESS"))
+                    or variable in ("LIMI_NATS_URL", "LIMI_ROLLOUT_POLICY_ENDPOINT")
+                ):
                     host, port = value.split("://")[-1].split("/")[0].rsplit(":", 1)
                     assert host in services, f"{where} {variable}={value}: no such Service"
-                    assert int(port) in [p["port"] for p in services[host]["spec"]["ports"]], f"{where} {variable}={value}"
+                    assert int(port) in [p["port"] for p in services[host]["spec"]["ports"]], (
+                        f"{where} {variable}={value}"
+                    )
     rollout = env_of(one(objects, "Deployment", "limi-rollout")["spec"]["template"]["spec"]["containers"][0])
     vllm_args = one(objects, "Deployment", "limi-vllm")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert f"--served-model-name={rollout['LIMI_ROLLOUT_POLICY_MODEL']}" in vllm_args
 
 
 # --- the sandbox ---------------------------------------------------------------------------------
+
 
 def test_only_the_sandbox_service_may_manage_pods_and_only_in_its_namespace(profile):
     _name, objects = profile
@@ -224,9 +274,16 @@ def test_only_the_sandbox_service_may_manage_pods_and_only_in_its_namespace(prof
     (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "limi-sandbox"
     rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
-    assert rules == {(("",), ("pods",)): {"create", "get", "list", "watch", "delete"},
-                     (("",), ("pods/exec",)): {"create", "get"}, (("",), ("pods/log",)): {"get"}}
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    assert rules == {
+        (("",), ("pods",)): {"create", "get", "list", "watch", "delete"},
+        (("",), ("pods/exec",)): {"create", "get"},
+        (("",), ("pods/log",)): {"get"},
+    }
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "limi-sandbox", "namespace": "limi"}]
     users = [where for where, t in pod_templates(objects).items() if t["spec"]["serviceAccountName"] == "limi-sandbox"]
     assert users == ["Deployment/limi-sandbox"]
@@ -277,22 +334,40 @@ def test_session_pods_of_the_sandbox_service_fit_the_namespace_limits_and_quota(
 
     _name, objects = profile
     env = env_of(one(objects, "Deployment", "limi-sandbox")["spec"]["template"]["spec"]["containers"][0])
-    settings = SandboxSettings(max_sessions=int(env["LIMI_SANDBOX_MAX_SESSIONS"]), kubernetes_pool_size=int(env["LIMI_SANDBOX_KUBERNETES_POOL_SIZE"]))
-    pod = pod_manifest("sbx-1", env["LIMI_SANDBOX_KUBERNETES_NAMESPACE"], env["LIMI_SANDBOX_KUBERNETES_IMAGE"], default_limits(settings),
-                       tmp_bytes=settings.tmp_bytes, runtime_class=env["LIMI_SANDBOX_KUBERNETES_RUNTIME_CLASS"], cpu_request="250m",
-                       cpu_limit="2", lifetime_seconds=3600, agent_files=agent_sources())
+    settings = SandboxSettings(
+        max_sessions=int(env["LIMI_SANDBOX_MAX_SESSIONS"]),
+        kubernetes_pool_size=int(env["LIMI_SANDBOX_KUBERNETES_POOL_SIZE"]),
+    )
+    pod = pod_manifest(
+        "sbx-1",
+        env["LIMI_SANDBOX_KUBERNETES_NAMESPACE"],
+        env["LIMI_SANDBOX_KUBERNETES_IMAGE"],
+        default_limits(settings),
+        tmp_bytes=settings.tmp_bytes,
+        runtime_class=env["LIMI_SANDBOX_KUBERNETES_RUNTIME_CLASS"],
+        cpu_request="250m",
+        cpu_limit="2",
+        lifetime_seconds=3600,
+        agent_files=agent_sources(),
+    )
     kubernetes_validate.validate(pod, helm.kube_version, strict=True)
-    assert pod["metadata"]["namespace"] == one(objects, "NetworkPolicy", "limi-sandbox-sessions")["metadata"]["namespace"]
+    assert (
+        pod["metadata"]["namespace"] == one(objects, "NetworkPolicy", "limi-sandbox-sessions")["metadata"]["namespace"]
+    )
     resources = pod["spec"]["containers"][0]["resources"]
     maximum = one(objects, "LimitRange", "limi-sandbox-sessions")["spec"]["limits"][0]["max"]
     for resource, limit in resources["limits"].items():
-        assert quantity(limit) <= quantity(maximum[resource]), f"a default session pod's {resource} limit exceeds the LimitRange"
+        assert quantity(limit) <= quantity(maximum[resource]), (
+            f"a default session pod's {resource} limit exceeds the LimitRange"
+        )
     hard = one(objects, "ResourceQuota", "limi-sandbox-sessions")["spec"]["hard"]
     pods = settings.max_sessions + settings.kubernetes_pool_size
     assert pods <= quantity(hard["pods"])
     for kind in ("requests", "limits"):
         for resource, amount in resources[kind].items():
-            assert pods * quantity(amount) <= quantity(hard[f"{kind}.{resource}"]), f"{pods} session pods exceed the quota's {kind}.{resource}"
+            assert pods * quantity(amount) <= quantity(hard[f"{kind}.{resource}"]), (
+                f"{pods} session pods exceed the quota's {kind}.{resource}"
+            )
 
 
 def test_release_name_and_namespace_flow_into_names_policies_and_bindings(helm):
@@ -300,12 +375,15 @@ def test_release_name_and_namespace_flow_into_names_policies_and_bindings(helm):
     assert one(objects, "CronJob", "prod-train") and one(objects, "CronJob", "prod-evaluate")
     policy = one(objects, "NetworkPolicy", "prod-sandbox-sessions")
     assert policy["metadata"]["namespace"] == "prod-sandbox"
-    assert policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ml"}
+    assert policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ml"
+    }
     assert one(objects, "RoleBinding", "prod-sandbox-sessions")["subjects"][0]["namespace"] == "ml"
     assert {o["metadata"]["namespace"] for o in objects if o["kind"] not in ("Namespace",)} == {"ml", "prod-sandbox"}
 
 
 # --- NATS, vLLM, monitoring -----------------------------------------------------------------------
+
 
 def test_nats_keeps_jetstream_on_a_volume_and_its_config_parses(profile, tmp_path):
     name, objects = profile
@@ -313,7 +391,9 @@ def test_nats_keeps_jetstream_on_a_volume_and_its_config_parses(profile, tmp_pat
     replicas = 3 if name == "production" else 1
     assert statefulset["spec"]["replicas"] == replicas
     (claim,) = statefulset["spec"]["volumeClaimTemplates"]
-    mounts = {m["name"]: m["mountPath"] for m in statefulset["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    mounts = {
+        m["name"]: m["mountPath"] for m in statefulset["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    }
     conf = one(objects, "ConfigMap", "limi-nats")["data"]["nats.conf"]
     assert f"store_dir: {mounts[claim['metadata']['name']]}/" in conf and "sync_interval: always" in conf
     assert conf.count("nats://limi-nats-") == (replicas if replicas > 1 else 0)
@@ -321,8 +401,13 @@ def test_nats_keeps_jetstream_on_a_volume_and_its_config_parses(profile, tmp_pat
     local = conf.replace("/data/jetstream", str(tmp_path / "js")).replace("/var/run/nats", str(tmp_path))
     local = "\n".join(line for line in local.splitlines() if "sync_interval" not in line)
     (tmp_path / "nats.conf").write_text(local)
-    check = subprocess.run([nats_server_binary(), "-c", str(tmp_path / "nats.conf"), "-t"], capture_output=True, text=True,
-                           env={**os.environ, "SERVER_NAME": "limi-nats-0"}, timeout=30)
+    check = subprocess.run(
+        [nats_server_binary(), "-c", str(tmp_path / "nats.conf"), "-t"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SERVER_NAME": "limi-nats-0"},
+        timeout=30,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -345,7 +430,11 @@ def test_service_monitor_scrapes_named_ports_of_the_chart_services(helm):
     monitor = one(objects, "ServiceMonitor", "limi")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    selected = [o for o in objects if o["kind"] == "Service" and matches(monitor["spec"]["selector"]["matchLabels"], o["metadata"]["labels"])]
+    selected = [
+        o
+        for o in objects
+        if o["kind"] == "Service" and matches(monitor["spec"]["selector"]["matchLabels"], o["metadata"]["labels"])
+    ]
     port_names = {p["name"] for s in selected for p in s["spec"]["ports"]}
     for endpoint in monitor["spec"]["endpoints"]:
         assert set(endpoint) == {"port", "path", "interval", "honorLabels"}
@@ -365,10 +454,14 @@ def test_dashboards_configmap_carries_every_dashboard_for_the_grafana_sidecar(pr
 
 # --- the `helm test` hooks ------------------------------------------------------------------------
 
+
 def test_the_helm_test_pod_asks_every_enabled_service_and_nats_and_carries_its_script(profile):
     name, objects = profile
-    hooks = {f"{o['kind']}/{o['metadata']['name']}": o for o in objects
-             if o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"}
+    hooks = {
+        f"{o['kind']}/{o['metadata']['name']}": o
+        for o in objects
+        if o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+    }
     assert sorted(hooks) == ["ConfigMap/limi-check-release", "Pod/limi-check-release"]
     configmap, pod = hooks["ConfigMap/limi-check-release"], hooks["Pod/limi-check-release"]
     assert configmap["data"] == {"check_release.py": (CHART / "files" / "check_release.py").read_text()}
@@ -388,10 +481,16 @@ def test_the_helm_test_pod_asks_every_enabled_service_and_nats_and_carries_its_s
     assert container["image"] == curator["image"], "the test pod runs in a limi image (it imports limi_core)"
     asked = dict(a.removeprefix("--service=").split("=", 1) for a in container["args"] if a.startswith("--service="))
     services = [o for o in objects if o["kind"] == "Service"]
-    grpc = {s["metadata"]["name"].removeprefix("limi-"): f"{s['metadata']['name']}:{p['port']}"
-            for s in services for p in s["spec"]["ports"] if p["name"] == "grpc"}
+    grpc = {
+        s["metadata"]["name"].removeprefix("limi-"): f"{s['metadata']['name']}:{p['port']}"
+        for s in services
+        for p in s["spec"]["ports"]
+        if p["name"] == "grpc"
+    }
     assert asked == grpc
-    assert set(asked) == {"curator", "sandbox", "rollout", "evaluator"} | ({"trainer"} if name == "production" else set())
+    assert set(asked) == {"curator", "sandbox", "rollout", "evaluator"} | (
+        {"trainer"} if name == "production" else set()
+    )
     assert "--nats-url=nats://limi-nats:4222" in container["args"]
     assert 4222 in [p["port"] for p in one(objects, "Service", "limi-nats")["spec"]["ports"]]
 
@@ -409,23 +508,34 @@ def test_the_helm_test_hooks_are_left_out_with_skip_tests_or_tests_disabled(helm
 SCHEMA_ERROR = "values don't meet the specifications of the schema(s)"
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"storage": {"create": False}}, "storage.existingClaim is required when storage.create is false"),
-    ({"vllm": {"model": {"source": "volume"}}}, "vllm.model.existingClaim is required when vllm.model.source is volume"),
-    ({"vllm": {"model": {"name": ""}}}, "vllm.model.name is required"),
-    ({"trainer": {"enabled": True, "baseModel": ""}}, "trainer.baseModel is required when trainer.enabled is true"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"storage": {"create": False}}, "storage.existingClaim is required when storage.create is false"),
+        (
+            {"vllm": {"model": {"source": "volume"}}},
+            "vllm.model.existingClaim is required when vllm.model.source is volume",
+        ),
+        ({"vllm": {"model": {"name": ""}}}, "vllm.model.name is required"),
+        ({"trainer": {"enabled": True, "baseModel": ""}}, "trainer.baseModel is required when trainer.enabled is true"),
+    ],
+)
 def test_a_missing_required_value_stops_rendering_with_a_clear_message(helm, tmp_path, values, message):
     result = helm.template(values_file(tmp_path, values))
     assert result.returncode != 0 and not result.stdout
     assert message in result.stderr and "execution error at (limi/templates/" in result.stderr
 
 
-@pytest.mark.parametrize(("values", "path", "message"), [
-    ({"vllm": {"enabled": False}}, "/policy/endpoint", "policy.endpoint is required when vllm.enabled is false"),
-    ({"nats": {"enabled": False}}, "/nats/url", "nats.url is required when nats.enabled is false"),
-])
-def test_a_value_another_one_requires_is_enforced_by_the_schema_and_by_the_templates(helm, tmp_path, values, path, message):
+@pytest.mark.parametrize(
+    ("values", "path", "message"),
+    [
+        ({"vllm": {"enabled": False}}, "/policy/endpoint", "policy.endpoint is required when vllm.enabled is false"),
+        ({"nats": {"enabled": False}}, "/nats/url", "nats.url is required when nats.enabled is false"),
+    ],
+)
+def test_a_value_another_one_requires_is_enforced_by_the_schema_and_by_the_templates(
+    helm, tmp_path, values, path, message
+):
     """values.schema.json stops these first; with --skip-schema-validation the templates' `required` still does."""
     result = helm.template(values_file(tmp_path, values))
     assert result.returncode != 0 and not result.stdout
@@ -436,11 +546,19 @@ def test_a_value_another_one_requires_is_enforced_by_the_schema_and_by_the_templ
 
 
 def test_required_values_once_set_are_used(helm, tmp_path):
-    values = {"vllm": {"enabled": False}, "policy": {"endpoint": "https://llm.example.com/v1", "model": "glm"},
-              "nats": {"enabled": False, "url": "nats://nats.infra:4222"}, "storage": {"create": False, "existingClaim": "shared"}}
+    values = {
+        "vllm": {"enabled": False},
+        "policy": {"endpoint": "https://llm.example.com/v1", "model": "glm"},
+        "nats": {"enabled": False, "url": "nats://nats.infra:4222"},
+        "storage": {"create": False, "existingClaim": "shared"},
+    }
     objects = helm.render(values_file(tmp_path, values))
     env = env_of(one(objects, "Deployment", "limi-rollout")["spec"]["template"]["spec"]["containers"][0])
-    assert (env["LIMI_ROLLOUT_POLICY_ENDPOINT"], env["LIMI_ROLLOUT_POLICY_MODEL"], env["LIMI_NATS_URL"]) == ("https://llm.example.com/v1", "glm", "nats://nats.infra:4222")
+    assert (env["LIMI_ROLLOUT_POLICY_ENDPOINT"], env["LIMI_ROLLOUT_POLICY_MODEL"], env["LIMI_NATS_URL"]) == (
+        "https://llm.example.com/v1",
+        "glm",
+        "nats://nats.infra:4222",
+    )
     assert not [o for o in objects if o["metadata"]["name"] in ("limi-vllm", "limi-nats", "limi-data")]
     curator_volumes = one(objects, "Deployment", "limi-curator")["spec"]["template"]["spec"]["volumes"]
     assert {"name": "data", "persistentVolumeClaim": {"claimName": "shared"}} in curator_volumes
@@ -454,25 +572,33 @@ def test_the_values_schema_is_json_schema_draft_7():
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     jsonschema.Draft7Validator.check_schema(schema)
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert set(schema["properties"]) == set(defaults), "values.yaml and values.schema.json name different top-level keys"
+    assert set(schema["properties"]) == set(defaults), (
+        "values.yaml and values.schema.json name different top-level keys"
+    )
 
 
-@pytest.mark.parametrize(("bad", "path"), [
-    ({"curator": {"replicas": "two"}}, "/curator/replicas"),
-    ({"common": {"logLevel": "TRACE"}}, "/common/logLevel"),
-    ({"images": {"pullPolicy": "Sometimes"}}, "/images/pullPolicy"),
-    ({"nats": {"replicas": 2}}, "/nats/replicas"),
-    ({"nats": {"jetstream": {"syncInterval": "often"}}}, "/nats/jetstream/syncInterval"),
-    ({"vllm": {"model": {"source": "s3"}}}, "/vllm/model/source"),
-    ({"vllm": {"gpus": 0}}, "/vllm/gpus"),
-    ({"rollout": {"resources": {"limits": {"cpu": "lots", "memory": "1Gi", "ephemeral-storage": "1Gi"}}}}, "/rollout/resources/limits/cpu"),
-    ({"sandbox": {"sessions": {"namespace": "Not_A_Namespace"}}}, "/sandbox/sessions/namespace"),
-    ({"sandbox": {"env": {"LIMI_SANDBOX_POOL_SIZE": {"nested": 1}}}}, "/sandbox/env/LIMI_SANDBOX_POOL_SIZE"),
-    ({"train": {"schedule": "every day"}}, "/train/schedule"),
-    ({"evaluator": {"replicaCount": 2}}, "/evaluator"),
-    ({"vllm": {"enabled": False}}, "/policy/endpoint"),
-    ({"tests": {"timeoutSeconds": 0}}, "/tests/timeoutSeconds"),
-])
+@pytest.mark.parametrize(
+    ("bad", "path"),
+    [
+        ({"curator": {"replicas": "two"}}, "/curator/replicas"),
+        ({"common": {"logLevel": "TRACE"}}, "/common/logLevel"),
+        ({"images": {"pullPolicy": "Sometimes"}}, "/images/pullPolicy"),
+        ({"nats": {"replicas": 2}}, "/nats/replicas"),
+        ({"nats": {"jetstream": {"syncInterval": "often"}}}, "/nats/jetstream/syncInterval"),
+        ({"vllm": {"model": {"source": "s3"}}}, "/vllm/model/source"),
+        ({"vllm": {"gpus": 0}}, "/vllm/gpus"),
+        (
+            {"rollout": {"resources": {"limits": {"cpu": "lots", "memory": "1Gi", "ephemeral-storage": "1Gi"}}}},
+            "/rollout/resources/limits/cpu",
+        ),
+        ({"sandbox": {"sessions": {"namespace": "Not_A_Namespace"}}}, "/sandbox/sessions/namespace"),
+        ({"sandbox": {"env": {"LIMI_SANDBOX_POOL_SIZE": {"nested": 1}}}}, "/sandbox/env/LIMI_SANDBOX_POOL_SIZE"),
+        ({"train": {"schedule": "every day"}}, "/train/schedule"),
+        ({"evaluator": {"replicaCount": 2}}, "/evaluator"),
+        ({"vllm": {"enabled": False}}, "/policy/endpoint"),
+        ({"tests": {"timeoutSeconds": 0}}, "/tests/timeoutSeconds"),
+    ],
+)
 def test_helm_rejects_bad_values_with_the_schema(helm, tmp_path, bad, path):
     result = helm.template(values_file(tmp_path, bad))
     assert result.returncode != 0 and not result.stdout

@@ -55,8 +55,9 @@ def installed(helm) -> list[dict]:
     return helm.render()
 
 
-def check_release_command(objects: list[dict], folder: pathlib.Path, addresses: dict[str, str], nats_url: str,
-                          timeout: int) -> list[str]:
+def check_release_command(
+    objects: list[dict], folder: pathlib.Path, addresses: dict[str, str], nats_url: str, timeout: int
+) -> list[str]:
     """The helm test pod's command and arguments, to run here.
 
     The script is the one in the rendered ConfigMap; each service's address becomes the local one in
@@ -85,12 +86,22 @@ def test_helm_test_passes_against_the_services_of_a_default_install(installed, s
     started = {
         "curator": service_process("curator"),
         "sandbox": sandbox,
-        "rollout": service_process("rollout", env={
-            "LIMI_ROLLOUT_POLICY_ENDPOINT": f"http://{CLOSED}/v1", "LIMI_ROLLOUT_SANDBOX_ADDRESS": sandbox.grpc_address,
-            "LIMI_ROLLOUT_CONSUME_QUERIES": "false"}),
-        "evaluator": service_process("evaluator", env={
-            "LIMI_EVALUATOR_CONSUME_CHECKPOINTS": "false", "LIMI_EVALUATOR_SANDBOX_ADDRESS": sandbox.grpc_address,
-            "LIMI_EVALUATOR_ROLLOUT_ADDRESS": CLOSED}),
+        "rollout": service_process(
+            "rollout",
+            env={
+                "LIMI_ROLLOUT_POLICY_ENDPOINT": f"http://{CLOSED}/v1",
+                "LIMI_ROLLOUT_SANDBOX_ADDRESS": sandbox.grpc_address,
+                "LIMI_ROLLOUT_CONSUME_QUERIES": "false",
+            },
+        ),
+        "evaluator": service_process(
+            "evaluator",
+            env={
+                "LIMI_EVALUATOR_CONSUME_CHECKPOINTS": "false",
+                "LIMI_EVALUATOR_SANDBOX_ADDRESS": sandbox.grpc_address,
+                "LIMI_EVALUATOR_ROLLOUT_ADDRESS": CLOSED,
+            },
+        ),
     }
     addresses = {name: service.grpc_address for name, service in started.items()}
     command = check_release_command(installed, tmp_path, addresses, nats_server.url, timeout=90)
@@ -99,12 +110,14 @@ def test_helm_test_passes_against_the_services_of_a_default_install(installed, s
         dead = [name for name, service in started.items() if service.process.poll() is not None]
         if dead:
             check.kill()
-            pytest.fail(f"{dead} exited before the check passed:\n" + "\n".join(started[name].log()[-3000:] for name in dead))
+            pytest.fail(
+                f"{dead} exited before the check passed:\n" + "\n".join(started[name].log()[-3000:] for name in dead)
+            )
         time.sleep(0.2)
     output = check.stdout.read()
     assert check.returncode == 0, output
     lines = output.splitlines()
-    assert len(lines) == 5 and all(line.startswith("ok ") for line in lines), result.stdout
+    assert len(lines) == 5 and all(line.startswith("ok ") for line in lines), output
     assert {line.split()[1] for line in lines} == {*started, "nats"}
     assert f"the {len(bus.STREAMS)} limi streams exist" in lines[-1]
 
@@ -129,9 +142,13 @@ def health_server():
         server.stop(None)
 
 
-def test_helm_test_fails_and_names_each_service_and_stream_that_is_not_there(installed, health_server, nats_server, tmp_path):
-    serving, not_serving = (health_server(health_pb2.HealthCheckResponse.SERVING),
-                            health_server(health_pb2.HealthCheckResponse.NOT_SERVING))
+def test_helm_test_fails_and_names_each_service_and_stream_that_is_not_there(
+    installed, health_server, nats_server, tmp_path
+):
+    serving, not_serving = (
+        health_server(health_pb2.HealthCheckResponse.SERVING),
+        health_server(health_pb2.HealthCheckResponse.NOT_SERVING),
+    )
     addresses = {"curator": not_serving, "sandbox": CLOSED, "rollout": serving, "evaluator": not_serving}
     command = check_release_command(installed, tmp_path, addresses, nats_server.url, timeout=2)
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
@@ -161,6 +178,7 @@ def test_helm_test_passes_once_the_streams_exist(installed, nats_server, tmp_pat
 
 # --- kubectl create job --from=cronjob/... ---------------------------------------------------------
 
+
 class KubernetesApiDouble(http.server.ThreadingHTTPServer):
     """Just enough of an API server for `kubectl create job --from=cronjob/...`: discovery and the CronJobs.
 
@@ -182,19 +200,43 @@ class KubernetesApiDouble(http.server.ThreadingHTTPServer):
         if path == "/api":
             return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
         if path == "/apis":
-            return {"kind": "APIGroupList", "apiVersion": "v1",
-                    "groups": [{"name": "batch", "versions": [batch], "preferredVersion": batch}]}
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [{"name": "batch", "versions": [batch], "preferredVersion": batch}],
+            }
         if path == "/api/v1":
             return {"kind": "APIResourceList", "groupVersion": "v1", "resources": []}
         if path == "/apis/batch/v1":
-            return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "batch/v1", "resources": [
-                {"name": "cronjobs", "singularName": "cronjob", "namespaced": True, "kind": "CronJob", "verbs": ["get"]},
-                {"name": "jobs", "singularName": "job", "namespaced": True, "kind": "Job", "verbs": ["get", "create"]}]}
+            return {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": "batch/v1",
+                "resources": [
+                    {
+                        "name": "cronjobs",
+                        "singularName": "cronjob",
+                        "namespaced": True,
+                        "kind": "CronJob",
+                        "verbs": ["get"],
+                    },
+                    {
+                        "name": "jobs",
+                        "singularName": "job",
+                        "namespaced": True,
+                        "kind": "Job",
+                        "verbs": ["get", "create"],
+                    },
+                ],
+            }
         parts = path.strip("/").split("/")
         if parts[:3] == ["apis", "batch", "v1"] and len(parts) == 7 and parts[5] == "cronjobs":
             cronjob = self.cronjobs.get((parts[4], parts[6]))
             if cronjob is not None:
-                return {**cronjob, "metadata": {**cronjob["metadata"], "uid": f"uid-{parts[6]}", "resourceVersion": "1"}}
+                return {
+                    **cronjob,
+                    "metadata": {**cronjob["metadata"], "uid": f"uid-{parts[6]}", "resourceVersion": "1"},
+                }
         return None
 
 
@@ -206,7 +248,9 @@ class ApiDoubleHandler(http.server.BaseHTTPRequestHandler):
         self.server.requests.append(("GET", path))
         body = self.server.answer(path)
         if body is None:
-            self.reply(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404})
+            self.reply(
+                404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
+            )
         else:
             self.reply(200, body)
 
@@ -252,18 +296,46 @@ def kubectl_offline(kubectl: str, tmp_path: pathlib.Path, *args: str) -> subproc
 
 def test_kubectl_create_job_from_cronjob_needs_an_api_server(kubectl, tmp_path):
     """Why the next test brings an API double: with no server, kubectl cannot even find the CronJob."""
-    result = kubectl_offline(kubectl, tmp_path, "--server", f"http://{CLOSED}", "-n", "limi", "create", "job", "run-1",
-                             "--from=cronjob/limi-train", "--dry-run=client", "-o", "yaml")
+    result = kubectl_offline(
+        kubectl,
+        tmp_path,
+        "--server",
+        f"http://{CLOSED}",
+        "-n",
+        "limi",
+        "create",
+        "job",
+        "run-1",
+        "--from=cronjob/limi-train",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    )
     assert result.returncode != 0 and "connection refused" in result.stderr and not result.stdout
 
 
 @pytest.mark.parametrize("cronjob_name", ["limi-train", "limi-evaluate"])
-def test_kubectl_create_job_from_each_cronjob_makes_a_valid_job(installed, api_double, kubectl, helm, tmp_path, cronjob_name):
+def test_kubectl_create_job_from_each_cronjob_makes_a_valid_job(
+    installed, api_double, kubectl, helm, tmp_path, cronjob_name
+):
     """`kubectl create job --from=cronjob/<release>-train <name>` as deploy/README.md and NOTES.txt tell users to run it."""
     cronjob = only(installed, "CronJob", cronjob_name)
     assert cronjob["spec"]["suspend"] is True and cronjob["spec"]["concurrencyPolicy"] == "Forbid"
-    result = kubectl_offline(kubectl, tmp_path, "--server", api_double.url, "-n", "limi", "create", "job", "run-1",
-                             f"--from=cronjob/{cronjob_name}", "--dry-run=client", "-o", "yaml")
+    result = kubectl_offline(
+        kubectl,
+        tmp_path,
+        "--server",
+        api_double.url,
+        "-n",
+        "limi",
+        "create",
+        "job",
+        "run-1",
+        f"--from=cronjob/{cronjob_name}",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    )
     assert result.returncode == 0, result.stderr
     assert ("GET", f"/apis/batch/v1/namespaces/limi/cronjobs/{cronjob_name}") in api_double.requests
     assert not [r for r in api_double.requests if r[0] != "GET"], "--dry-run=client must not create anything"
@@ -273,13 +345,23 @@ def test_kubectl_create_job_from_each_cronjob_makes_a_valid_job(installed, api_d
     assert (job["kind"], job["metadata"]["name"], job["metadata"]["namespace"]) == ("Job", "run-1", "limi")
     assert job["metadata"]["annotations"] == {"cronjob.kubernetes.io/instantiate": "manual"}
     assert job["metadata"]["labels"] == template["metadata"]["labels"]
-    assert job["metadata"]["ownerReferences"] == [{"apiVersion": "batch/v1", "kind": "CronJob", "name": cronjob_name,
-                                                   "uid": f"uid-{cronjob_name}", "controller": True}]
+    assert job["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "name": cronjob_name,
+            "uid": f"uid-{cronjob_name}",
+            "controller": True,
+        }
+    ]
     assert {k: v for k, v in job["spec"].items() if k != "template"} == {
-        k: v for k, v in template["spec"].items() if k != "template"}
+        k: v for k, v in template["spec"].items() if k != "template"
+    }
     assert job["spec"]["template"]["metadata"] == template["spec"]["template"]["metadata"]
     pod = job["spec"]["template"]["spec"]
     assert pod == quantities_as_text(template["spec"]["template"]["spec"])
     assert pod["restartPolicy"] == "Never"
     assert pod["containers"][0]["env"][0] == {
-        "name": "JOB_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}}}
+        "name": "JOB_NAME",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}},
+    }

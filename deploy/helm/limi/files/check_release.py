@@ -46,13 +46,13 @@ def wait_for_serving(address: str, deadline: float) -> str:
 async def jetstream_problems(js) -> list[str]:
     try:
         await js.account_info()
-    except (nats.errors.Error, asyncio.TimeoutError) as exc:
+    except (TimeoutError, nats.errors.Error) as exc:
         return [f"JetStream does not answer: {exc or type(exc).__name__}"]
     problems = []
     for spec in bus.STREAMS:
         try:
             await js.stream_info(spec.name)
-        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, nats.errors.Error) as exc:
             problems.append(f"stream {spec.name}: {exc or type(exc).__name__}")
     return problems
 
@@ -63,7 +63,7 @@ async def wait_for_jetstream(url: str, deadline: float) -> list[str]:
         try:
             nc = await nats.connect(url, name="limi-helm-test", connect_timeout=2, allow_reconnect=False)
             break
-        except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
             if time.monotonic() >= deadline:
                 return [f"no NATS server answered at {url}: {exc or type(exc).__name__}"]
             await asyncio.sleep(1.0)
@@ -80,11 +80,21 @@ async def wait_for_jetstream(url: str, deadline: float) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--service", type=service_argument, action="append", default=[], metavar="NAME=HOST:PORT",
-                        help="a gRPC service that must report SERVING (repeat for each service)")
+    parser.add_argument(
+        "--service",
+        type=service_argument,
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT",
+        help="a gRPC service that must report SERVING (repeat for each service)",
+    )
     parser.add_argument("--nats-url", required=True, help="the NATS server the services use")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds from the start until a check that still fails counts as failed")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds from the start until a check that still fails counts as failed",
+    )
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.timeout
     failed = False
