@@ -27,6 +27,17 @@ class InvalidArgument(LimiError, ValueError):
         self.reason = reason
 
 
+class PermissionDenied(LimiError):
+    """A request field names something this service may not touch (a path outside its roots); `field` names it."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
 class NotFound(LimiError):
     code = grpc.StatusCode.NOT_FOUND
 

@@ -8,6 +8,7 @@ A service subclasses `ServiceSettings` with its own fields and a `PREFIX`; `load
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 from typing import ClassVar, NamedTuple
 
@@ -25,6 +26,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 def default_data_dir() -> pathlib.Path:
     return pathlib.Path.home() / ".local" / "share" / "limi"
+
+
+def model_cache_dir() -> pathlib.Path:
+    """Where limi keeps the models it builds for a person (the demo's base model): $LIMI_CACHE_DIR/models."""
+    return pathlib.Path(os.environ.get("LIMI_CACHE_DIR") or pathlib.Path.home() / ".cache" / "limi").expanduser() / "models"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +61,21 @@ class ServiceSettings:
         check(self.shutdown_grace_seconds >= 0, cls, "shutdown_grace_seconds", prefix, "must not be negative")
         check(self.max_message_bytes >= 1024, cls, "max_message_bytes", prefix, "must be at least 1024")
         check(self.nats_stream_replicas in (1, 3, 5), cls, "nats_stream_replicas", prefix, "must be 1, 3 or 5")
+
+    @property
+    def service_name(self) -> str:
+        return self.PREFIX.removeprefix("LIMI_").rstrip("_").lower()
+
+    def data_dir_of(self, service: str) -> pathlib.Path:
+        """Another service's data dir on the same volume, for the roots a request may read.
+
+        `limi up`, the chart and the tests give each service `<root>/<service>`; a data dir named
+        after this service therefore has its siblings beside it. Otherwise every service shares
+        this one folder.
+        """
+        if self.data_dir.name == self.service_name:
+            return self.data_dir.parent / service
+        return self.data_dir
 
 
 def split_host_port(address: str) -> tuple[str, int]:
