@@ -25,12 +25,12 @@ from limi.query.v1 import query_pb2
 from limi.trajectory.v1 import trajectory_pb2 as tp
 from limi_core.health_check import wait_for_health
 from limi_core.logs import configure_logging
+from limi_core.policy_client import PolicyClient, Sampling
 from limi_core.processes import SUPERVISED_CHILD, NatsServer, free_port, supervised
 from limi_rollout.episode import EpisodeLimits
-from limi_rollout.policy import PolicyClient, Sampling
 from limi_rollout.runner import EpisodeRequest, EpisodeRunner
 from limi_rollout.sandbox_tools import SandboxToolBoxFactory
-from limi_rollout.scripted_policy import Reply, ScriptedPolicyServer
+from limi_testing.scripted_policy import Reply, ScriptedPolicyServer
 
 
 def fast_policy(body: dict) -> Reply:

@@ -37,7 +37,7 @@ def render_dataset(model_dir: pathlib.Path, count: int, seed: int, max_rounds: i
 
     from limi_core.limi_format import dumps_sample
     from limi_trainer.rendering import render_sample
-    from limi_trainer.synthetic_samples import varied_length_samples
+    from limi_testing.synthetic_samples import varied_length_samples
 
     samples = varied_length_samples(count, seed=seed, max_rounds=max_rounds)
     data_path.write_text("".join(dumps_sample(s) + "\n" for s in samples))
@@ -112,7 +112,7 @@ def run_hf(model_dir: pathlib.Path, data: list[tuple[list[int], list[int]]], wor
 
 def limi_like_packing() -> dict:
     from limi_trainer.packing import build_plan, first_fit_decreasing, optimizer_steps
-    from limi_trainer.synthetic_samples import limi_like_lengths
+    from limi_testing.synthetic_samples import limi_like_lengths
 
     lengths = limi_like_lengths()
     kept = [n for n in lengths if n <= 125_000] * 2

@@ -36,8 +36,8 @@ from limi_cli.stack import EmbeddedStack
 from limi_core.health_check import check_health
 from limi_core.settings import DEFAULT_PORTS
 from limi_core.processes import SUPERVISED_CHILD, free_port, supervised
-from limi_rollout.scripted_policy import Reply, ScriptedPolicyServer
-from limi_trainer.synthetic_samples import tool_use_sample
+from limi_testing.scripted_policy import Reply, ScriptedPolicyServer
+from limi_testing.synthetic_samples import tool_use_sample
 
 DASHBOARDS = pathlib.Path(__file__).resolve().parents[1] / "deploy" / "helm" / "limi" / "dashboards"
 PROMETHEUS = "/usr/bin/prometheus"

@@ -20,7 +20,7 @@ from limi.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from limi.trajectory.v1 import trajectory_pb2 as tp
 from limi_core import limi_format
 from limi_core.health_check import wait_for_health
-from limi_rollout.scripted_policy import Hang, Reply, ScriptedPolicyServer, Status
+from limi_testing.scripted_policy import Hang, Reply, ScriptedPolicyServer, Status
 
 
 def tool_results(body: dict) -> list[str]:

@@ -1,4 +1,5 @@
-"""Query intake: every query gets exactly one trajectory, also when the rollout is killed mid-episode."""
+"""Query intake: every query gets exactly one trajectory, also when the rollout is killed mid-episode,
+and a policy outage costs a query no attempt while a policy's refusal is recorded as a failure once."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ import collections
 import json
 import signal
 import time
-
+import urllib.request
 
 from limi.query.v1 import query_pb2
 from limi.trajectory.v1 import trajectory_pb2 as tp
 from limi_core import bus
 from limi_core.events import EventPublisher, event_id
-from limi_core.health_check import wait_for_health
-from limi_rollout.scripted_policy import Reply, ScriptedPolicyServer, Status
+from limi_core.health_check import check_health, wait_for_health
+from limi_testing.scripted_policy import Reply, ScriptedPolicyServer, Status
 
 
 def slow_worker(body):
@@ -90,16 +91,52 @@ async def test_kill_9_mid_episode_still_gives_exactly_one_trajectory_per_query(s
     assert second.process.poll() is None
 
 
-async def test_a_query_whose_policy_stays_down_is_recorded_failed_once(service_process, nats_client, jetstream):
-    with ScriptedPolicyServer(lambda body: Status(503)) as policy:
+def metric(service, name: str) -> float | None:
+    """A sample's value from the service's /metrics, e.g. 'limi_dependency_up{dependency="policy",service="rollout"}'."""
+    text = urllib.request.urlopen(f"http://{service.metrics_address}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_a_policy_outage_holds_the_query_without_charging_an_attempt(service_process, nats_client, jetstream):
+    down = True
+    policy_up = 'limi_dependency_up{dependency="policy",service="rollout"}'
+    with ScriptedPolicyServer(lambda body: Status(503) if down else Reply(content="done")) as policy:
         sandbox = service_process("sandbox")
         wait_for_health(sandbox.grpc_address, timeout=60, process=sandbox.process)
         rollout = service_process("rollout", env=rollout_env(policy, sandbox, LIMI_ROLLOUT_MAX_ATTEMPTS="2"))
         wait_for_health(rollout.grpc_address, timeout=60, process=rollout.process)
         await emit(jetstream, nats_client, ["down1"])
+        deadline = time.monotonic() + 30
+        while metric(rollout, policy_up) != 0.0:
+            assert time.monotonic() < deadline, "the outage never showed in the rollout's metrics"
+            await asyncio.sleep(0.2)
+        # Old behaviour: two attempts burnt within a second, then a FAILED trajectory. Now: held.
+        await asyncio.sleep(6)
+        assert await trajectories(jetstream) == []
+        assert check_health(rollout.grpc_address, service="limi.dependency.policy") == "NOT_SERVING"
+        assert check_health(rollout.grpc_address) == "SERVING"  # it still answers its API
+        asked_while_down = len(policy.requests)
+        down = False
+        found = await wait_for_trajectories(jetstream, 1, timeout=60)
+        assert metric(rollout, policy_up) == 1.0
+        assert check_health(rollout.grpc_address, service="limi.dependency.policy") == "SERVING"
+    assert asked_while_down >= 4  # it kept trying while it held the query
+    assert len(found) == 1 and found[0].outcome.status == tp.OUTCOME_STATUS_COMPLETED
+    assert found[0].outcome.kind == tp.OUTCOME_KIND_ANSWERED and found[0].lineage.attempt == 1
+
+
+async def test_a_query_whose_policy_refuses_is_recorded_failed_once(service_process, nats_client, jetstream):
+    with ScriptedPolicyServer(lambda body: Status(400, "model 'limi-policy' does not exist")) as policy:
+        sandbox = service_process("sandbox")
+        wait_for_health(sandbox.grpc_address, timeout=60, process=sandbox.process)
+        rollout = service_process("rollout", env=rollout_env(policy, sandbox, LIMI_ROLLOUT_MAX_ATTEMPTS="2"))
+        wait_for_health(rollout.grpc_address, timeout=60, process=rollout.process)
+        await emit(jetstream, nats_client, ["refused1"])
         found = await wait_for_trajectories(jetstream, 1, timeout=60)
     assert len(found) == 1
     failed = found[0]
-    assert failed.outcome.status == tp.OUTCOME_STATUS_FAILED
-    assert "policy unavailable" in failed.outcome.reason
-    assert failed.lineage.attempt == 2
+    assert failed.outcome.status == tp.OUTCOME_STATUS_FAILED and failed.outcome.kind == tp.OUTCOME_KIND_POLICY_REJECTED
+    assert "answered 400" in failed.outcome.reason and failed.lineage.attempt == 1

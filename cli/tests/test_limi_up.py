@@ -109,7 +109,7 @@ def test_limi_up_serves_everything_then_stops_with_no_process_left(tmp_path, sto
     assert _bindable(DEFAULT_PORTS["curator"].grpc + offset) and _bindable(DEFAULT_NATS_PORT + offset)
     after = subprocess.run([sys.executable, "-m", "limi_cli", "status", "--data-dir", str(tmp_path), "--port-offset", str(offset)],
                            capture_output=True, text=True, timeout=30)
-    assert after.returncode == 1 and after.stdout.count("UNREACHABLE") == len(SERVICES)
+    assert after.returncode == 4 and after.stdout.count("UNREACHABLE") == len(SERVICES)
 
 
 def test_limi_up_killed_hard_takes_its_children_with_it(tmp_path):
@@ -125,21 +125,21 @@ def test_limi_up_killed_hard_takes_its_children_with_it(tmp_path):
     assert _processes_using(tmp_path) == []
 
 
-def test_taken_port_is_one_sentence_and_exit_1(tmp_path):
+def test_taken_port_is_one_sentence_and_exit_3(tmp_path):
     offset = _free_offset()
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", DEFAULT_PORTS["rollout"].grpc + offset))
         holder.listen()
         up = _limi(["up", "--data-dir", str(tmp_path), "--port-offset", str(offset)])
         _out, err = up.communicate(timeout=60)
-    assert up.returncode == 1
+    assert up.returncode == 3
     assert err.strip() == f"limi up: port {DEFAULT_PORTS['rollout'].grpc + offset} (rollout gRPC) is already in use: stop what holds it or pass --port-offset"
 
 
-def test_missing_nats_server_is_one_sentence_and_exit_1(tmp_path):
+def test_a_wrong_nats_server_setting_is_one_sentence_and_exit_2(tmp_path):
     up = _limi(["up", "--data-dir", str(tmp_path), "--port-offset", str(_free_offset())], env={"LIMI_NATS_SERVER": str(tmp_path / "nope")})
     _out, err = up.communicate(timeout=60)
-    assert up.returncode == 1
+    assert up.returncode == 2
     assert err.strip() == f"limi up: LIMI_NATS_SERVER={tmp_path / 'nope'} is not an executable file"
 
 

@@ -2,8 +2,8 @@
 # The image of the evaluator: the evaluator service (python -m limi_evaluator) and the evaluation
 # Job (python -m limi_evaluator.cli), which serves the checkpoint under test with a vLLM child
 # process. Built on the official vLLM image (CUDA, torch and vLLM included); limi-contract,
-# limi-core, limi-rollout (the evaluator drives episodes with its client code) and limi-evaluator
-# go into a venv that sees the image's packages, so that vLLM's own pins stay untouched.
+# limi-core and limi-evaluator go into a venv that sees the image's packages, so that vLLM's own
+# pins stay untouched.
 # Build from the repository root:
 #   docker build -f deploy/docker/evaluator.Dockerfile -t <registry>/limi-evaluator:<tag> .
 
@@ -13,9 +13,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv --system-site-packages /opt/limi
 COPY lib/contract /src/lib/contract
 COPY lib/core /src/lib/core
-COPY services/rollout /src/services/rollout
 COPY services/evaluator /src/services/evaluator
-RUN /opt/limi/bin/pip install /src/lib/contract /src/lib/core /src/services/rollout /src/services/evaluator \
+RUN /opt/limi/bin/pip install /src/lib/contract /src/lib/core /src/services/evaluator \
  && /opt/limi/bin/python -c "import vllm, limi_evaluator.server"
 RUN groupadd --system --gid 10001 limi \
  && useradd --system --uid 10001 --gid limi --home-dir /tmp --no-create-home --shell /usr/sbin/nologin limi

@@ -1,7 +1,7 @@
 """The demo's offline teacher: the scripted workspace-basics expert, served over the OpenAI chat API.
 
 No model that runs on two CPU cores can solve agent tasks, so the offline demo collects its
-trajectories from `limi_evaluator.expert` (it plans the tool calls of a workspace-basics query by
+trajectories from `limi_testing.expert` (it plans the tool calls of a workspace-basics query by
 construction) behind `ScriptedPolicyServer`, the same HTTP API a vLLM server speaks; the demo
 says so when it starts. Two things make it behave like a teacher a person supervises:
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import threading
 
 from limi_evaluator.basics import plan_for
-from limi_evaluator.expert import expert_reply
-from limi_rollout.scripted_policy import Reply, ScriptedPolicyServer
+from limi_testing.expert import expert_reply
+from limi_testing.scripted_policy import Reply, ScriptedPolicyServer
 
 CORRECTION = "Before you finish, list the workspace so that I can see the result."
 CHECKED = "Done. The workspace now holds the result."

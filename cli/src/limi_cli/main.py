@@ -1,6 +1,7 @@
 """`limi`: the command line of the embedded stack.
 
   limi demo          the whole LIMI loop on this machine: curate, collect, train, evaluate (limi demo --help)
+  limi models ...    import a base model (GGUF or Hugging Face) into the cache, list the cache
   limi up            start nats-server and the five services; Ctrl-C stops everything
   limi status        print each service's health
   limi dead-letters  print the dead-letter records a person should look at
@@ -8,7 +9,9 @@
   limi train ...     one training run (or a Kubernetes Job for one): limi train --help
   limi evaluate ...  score a checkpoint or an endpoint on a suite: limi evaluate --help
 
-Exit codes: 0 success, 1 a check failed or the stack stopped abnormally, 2 bad usage or set-up.
+Exit codes (limi_core.exit_codes, the README's table): 0 success, 1 the stack or the work failed,
+2 bad usage or configuration, 3 a port is taken, 4 a service or NATS did not answer (also `limi
+status` when a service is not SERVING), 5 something needed is missing (nats-server).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import signal
 import sys
 import threading
 
+from limi_core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from limi_core.settings import DEFAULT_PORTS, SERVICES, default_data_dir
 from limi_core.health_check import check_health
-from limi_cli import demo
+from limi_cli import demo, models
 from limi_cli.stack import DEFAULT_NATS_PORT, EmbeddedStack, StackError, read_state
 
 
@@ -46,18 +50,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack.start(timeout=args.timeout)
     except StackError as exc:
         print(f"limi up: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     print(f"  {'nats':<10} {stack.nats.url:<24} log {stack.nats.log_file}")
     for endpoint in stack.endpoints.values():
         print(f"  {endpoint.name:<10} grpc {endpoint.grpc_address:<19} metrics http://{endpoint.metrics_address}/metrics  log {endpoint.log_file}")
     print("limi: all services SERVING; press Ctrl-C to stop", flush=True)
-    exit_code = 0
+    exit_code = EXIT_OK
     while not stopping.wait(0.5):
         dead = stack.dead_services()
         if dead:
             name, code = next(iter(dead.items()))
             print(f"limi up: the {name} service exited unexpectedly with code {code}: {stack.last_log_line(name)}; stopping", file=sys.stderr)
-            exit_code = 1
+            exit_code = EXIT_FAILED
             break
     print("limi: stopping", flush=True)
     codes = stack.stop()
@@ -76,7 +80,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         status = check_health(address)
         healthy &= status == "SERVING"
         print(f"{name:<10} {address:<21} {status}")
-    return 0 if healthy else 1
+    return EXIT_OK if healthy else EXIT_UNREACHABLE
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
@@ -93,7 +97,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
             nc = await bus.connect(url, "limi-cli", connect_timeout=3)
         except nats.errors.NoServersError as exc:
             print(f"limi dead-letters: cannot reach NATS at {url} ({type(exc).__name__})", file=sys.stderr)
-            return 1
+            return EXIT_UNREACHABLE
         try:
             records = await read_dead_letters(nc.jetstream(), args.limit)
         finally:
@@ -127,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  description=demo.__doc__.split("\n\n")[0])
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(run=lambda args: demo.cmd_demo(args, _data_dir))
+
+    models_parser = sub.add_parser("models", help="import a base model (a GGUF file or a Hugging Face directory) into the cache; list it")
+    models.add_arguments(models_parser)
 
     up = sub.add_parser("up", help="start the embedded stack (nats-server and every service) until Ctrl-C")
     common(up)

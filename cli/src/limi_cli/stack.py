@@ -7,7 +7,7 @@ is left, so no process outlives the stack. Children run in sessions of their own
 Ctrl-C reaches only the parent, which stops them in order) and get SIGKILL from the kernel if
 the parent dies without cleaning up (a parent-death signal set by `setpriv`). `revive()` restarts
 whatever died (the demo calls it while it waits, so a killed service comes back). Failures raise
-`StackError` with one sentence. The state file `up.json` names the addresses and process ids.
+`StackError` with one sentence and its exit code (limi_core.exit_codes). The state file `up.json` names the addresses and process ids.
 Used by `limi up`, by the demo and by the tests.
 """
 
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 
+from limi_core.exit_codes import EXIT_FAILED, EXIT_PORT, EXIT_PRECONDITION, EXIT_USAGE
 from limi_core.settings import DEFAULT_PORTS, SERVICES
 from limi_core.processes import SUPERVISED_CHILD, NatsServer, NatsServerMissing, nats_server_binary, supervised
 from limi_core.health_check import check_health
@@ -33,6 +34,10 @@ STATE_FILE = "up.json"
 
 class StackError(RuntimeError):
     """Something stopped the stack from starting; the message is one sentence for a person."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,14 +92,15 @@ class EmbeddedStack:
         try:
             nats_server_binary()
         except NatsServerMissing as exc:
-            raise StackError(str(exc)) from None
+            # A wrong LIMI_NATS_SERVER is bad configuration; no nats-server at all, a missing tool.
+            raise StackError(str(exc), EXIT_USAGE if os.environ.get("LIMI_NATS_SERVER") else EXIT_PRECONDITION) from None
         wanted = [("NATS", self.nats.port)]
         for endpoint in self.endpoints.values():
             wanted += [(f"{endpoint.name} gRPC", int(endpoint.grpc_address.rsplit(":", 1)[1]))]
             wanted += [(f"{endpoint.name} metrics", int(endpoint.metrics_address.rsplit(":", 1)[1]))]
         for what, port in wanted:
             if not _port_free(port):
-                raise StackError(f"port {port} ({what}) is already in use: stop what holds it or pass --port-offset")
+                raise StackError(f"port {port} ({what}) is already in use: stop what holds it or pass --port-offset", EXIT_PORT)
 
     def address_of(self, name: str) -> str:
         return f"127.0.0.1:{DEFAULT_PORTS[name].grpc + self.port_offset}"

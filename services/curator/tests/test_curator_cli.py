@@ -10,7 +10,7 @@ from limi_core import limi_format
 from limi_core.health_check import wait_for_health
 from limi_core.processes import free_port
 from limi_curator.cli import build_parser, main
-from limi_curator.synthetic_prs import generate_pull_requests
+from limi_testing.synthetic_prs import generate_pull_requests
 
 SUBCOMMANDS = ("import", "list", "publish-set", "emit", "synthesize", "dedupe", "curate", "export-limi", "import-limi", "convert-gemini", "report")
 
@@ -54,7 +54,7 @@ def test_convert_gemini_runs_locally_and_names_the_broken_field(capsys, tmp_path
     log["events"][0]["data"]["full_request"]["messages"][2]["parts"][0]["functionResponse"]["response"] = "README.md"
     (tmp_path / "bad.json").write_text(json.dumps(log))
     code, _, err = run(capsys, "convert-gemini", str(tmp_path / "bad.json"), "--out", str(tmp_path / "bad.jsonl"))
-    assert code == 1
+    assert code == 2
     assert err.strip() == ("limi curator convert-gemini: bad.json field events[0].data.full_request.messages[2].parts[0].functionResponse.response: "
                            "must be an object, got str")
 
@@ -114,18 +114,18 @@ def test_the_curator_workflow_from_the_command_line(capsys, tmp_path, address, s
          "limi curator synthesize: prs.jsonl line 1 field number: must be an integer"),
     ],
 )
-def test_broken_files_exit_1_with_one_sentence_naming_file_line_and_field(capsys, tmp_path, address, scripted_llm, name, content, command, message):
+def test_broken_files_exit_2_with_one_sentence_naming_file_line_and_field(capsys, tmp_path, address, scripted_llm, name, content, command, message):
     path = tmp_path / name
     path.write_text(content)
     extra = ["--endpoint", scripted_llm.url, "--model", "m"] if command == "synthesize" else []
     code, out, err = run(capsys, "--address", address, command, str(path), *extra)
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""
     assert err.startswith(message) and err.count("\n") == 1, err
 
 
 def test_missing_file_and_unreachable_curator(capsys, tmp_path):
     code, _, err = run(capsys, "--address", f"127.0.0.1:{free_port()}", "import", str(tmp_path / "nope.jsonl"))
-    assert code == 1 and err.strip() == f"limi curator import: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory"
+    assert code == 2 and err.strip() == f"limi curator import: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory"
     (tmp_path / "q.jsonl").write_text('{"text": "x"}\n')
     code, _, err = run(capsys, "--address", f"127.0.0.1:{free_port()}", "--timeout", "3", "import", str(tmp_path / "q.jsonl"))
-    assert code == 3 and "cannot reach the curator at 127.0.0.1:" in err
+    assert code == 4 and "the curator at 127.0.0.1:" in err and "is unavailable" in err

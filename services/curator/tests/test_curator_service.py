@@ -17,7 +17,7 @@ from limi_core import bus
 from limi_core.consumer import read_dead_letters
 from limi_core.events import EventPublisher, event_id
 from limi_core.health_check import wait_for_health
-from limi_curator.synthetic_prs import generate_pull_requests
+from limi_testing.synthetic_prs import generate_pull_requests
 
 QUERIES = "\n".join(json.dumps(row) for row in [
     {"text": "Implement a Java console task manager with priorities, due dates and persistence to a JSON file.", "category": "backend",
@@ -189,23 +189,23 @@ def _invalid_cases():
         ("ImportQueries", curator_pb2.ImportQueriesRequest(content=b'{"text": "x"}'), "format: "),
         ("ImportQueries", curator_pb2.ImportQueriesRequest(format=curator_pb2.IMPORT_FORMAT_CSV, origin="queries.csv",
                                                            content=b"text,category,author\n\"Speed up the importer\",optimization\n"),
-         "queries.csv line 2 field author: is missing"),
+         "content: queries.csv line 2 field author: is missing"),
         ("ImportQueries", curator_pb2.ImportQueriesRequest(format=curator_pb2.IMPORT_FORMAT_JSONL, origin="q.jsonl", content=b'{"text": "x"}\n{"text": '),
-         "q.jsonl line 2 field (line): is not valid JSON"),
-        ("ListQueries", curator_pb2.ListQueriesRequest(source=42), "source: 42 is not a QuerySource value"),
+         "content: q.jsonl line 2 field (line): is not valid JSON"),
+        ("ListQueries", curator_pb2.ListQueriesRequest(source=42), "source: must be one of QUERY_SOURCE_UNSPECIFIED, QUERY_SOURCE_REAL, QUERY_SOURCE_SYNTHETIC, got 42"),
         ("GetQuery", curator_pb2.GetQueryRequest(), "id: is required"),
         ("PublishQuerySet", curator_pb2.PublishQuerySetRequest(name="s", query_ids=["ghost"]), "query_ids[0]: no query 'ghost'"),
         ("EmitQuerySet", curator_pb2.EmitQuerySetRequest(), "query_set_id: is required"),
         ("SynthesizeQueries", curator_pb2.SynthesizeQueriesRequest(pull_requests_jsonl=b"{}", model="m"), "endpoint: "),
         ("SynthesizeQueries", curator_pb2.SynthesizeQueriesRequest(pull_requests_jsonl=b'{"repository": "a/b"}\n', origin="prs.jsonl",
-                                                                   endpoint="http://127.0.0.1:9/v1", model="m"), "prs.jsonl line 1 field stars: is missing"),
+                                                                   endpoint="http://127.0.0.1:9/v1", model="m"), "pull_requests_jsonl: prs.jsonl line 1 field stars: is missing"),
         ("DedupeQueries", curator_pb2.DedupeQueriesRequest(jaccard_threshold=2), "jaccard_threshold: "),
         ("CurateDataset", curator_pb2.CurateDatasetRequest(name="d", size=0), "size: "),
-        ("CurateDataset", curator_pb2.CurateDatasetRequest(name="d", size=3, tokenizer="/nope.json"), "tokenizer: "),
+        ("CurateDataset", curator_pb2.CurateDatasetRequest(name="d", size=3, tokenizer="nope.json"), "tokenizer: must be an absolute path"),
         ("GetDatasetReport", curator_pb2.GetDatasetRequest(), "id: is required"),
-        ("ConvertGeminiLog", curator_pb2.ConvertGeminiLogRequest(log_json='{"events": 3}', origin="s.json"), "s.json field events: must be a list"),
+        ("ConvertGeminiLog", curator_pb2.ConvertGeminiLogRequest(log_json='{"events": 3}', origin="s.json"), "log_json: s.json field events: must be a list"),
         ("ImportLimiDataset", [curator_pb2.ImportLimiDatasetChunk(origin="limi.json", data=bad_sample)],
-         "limi.json sample 1 field messages[1].tool_call_id: missing or not a string"),
+         "data: limi.json sample 1 field messages[1].tool_call_id: missing or not a string"),
     ]
 
 

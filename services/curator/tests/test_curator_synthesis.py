@@ -18,7 +18,7 @@ from limi_curator.pr_filters import FilterConfig, apply_filters
 from limi_curator.pull_requests import parse_pull_requests
 from limi_curator.settings import DEFAULT_BENCHMARKS_DIR
 from limi_curator.synthesis_prompt import AnswerError, build_messages, parse_answer, prompt_hash
-from limi_curator.synthetic_prs import generate_pull_requests
+from limi_testing.synthetic_prs import generate_pull_requests
 from limi_curator.tokens import WordPunctFallback, load_token_counter
 
 SCRIPTED_TO_REASON = {"leak": "leaks_solution", "unrelated": "does_not_match_diff", "not_json": "unparseable_answer", "unknown_category": "unknown_category"}

@@ -12,8 +12,8 @@ import pytest
 
 from limi_core.processes import free_port
 from limi_evaluator.cli import build_parser, main
-from limi_evaluator.expert import expert_reply
-from limi_rollout.scripted_policy import ScriptedPolicyServer
+from limi_testing.expert import expert_reply
+from limi_testing.scripted_policy import ScriptedPolicyServer
 
 SUITE = 'name = "cli-small"\nmax_rounds = 2\npass_score = 10\n[generate]\nfamily = "workspace-basics"\nseed = 3\nsplit = "test"\ncount = 2\n'
 
@@ -59,7 +59,7 @@ def test_bad_input_exits_with_a_reason(tmp_path, capsys):
     assert "benchmark: unknown benchmark 'nope'" in capsys.readouterr().err
     assert run(["--benchmark", "limi-basics", *common])[0] == 2
     assert "name a checkpoint directory or an --endpoint" in capsys.readouterr().err
-    assert run(["--checkpoint", str(tmp_path / "missing"), *common])[0] == 3
+    assert run(["--checkpoint", str(tmp_path / "missing"), *common])[0] == 5
     assert f"checkpoint path {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
     assert run(["--endpoint", f"http://127.0.0.1:{free_port()}/v1", *common])[0] == 4
     assert "is unreachable" in capsys.readouterr().err

@@ -17,7 +17,7 @@ import pytest
 from limi.trajectory.v1 import trajectory_pb2 as tp
 from limi_evaluator.catalog import Catalog
 from limi_evaluator.evaluation import EvaluationSpec, Evaluator
-from limi_evaluator.expert import expert_reply
+from limi_testing.expert import expert_reply
 from limi_evaluator.harness import Harness, PolicyUnreachable
 from limi_evaluator.policy import Policy
 from limi_evaluator.rollout_client import EpisodeSettings, RolloutDriver
@@ -25,7 +25,7 @@ from limi_evaluator.sandbox_client import SandboxWorkspaces
 from limi_evaluator.settings import DEFAULT_BENCHMARKS_DIR, EvaluatorSettings
 from limi_evaluator.store import EvaluationStore
 from limi_evaluator.suite import Check, Subtask, Suite, Task
-from limi_rollout.scripted_policy import Reply, ScriptedPolicyServer, Status
+from limi_testing.scripted_policy import Reply, ScriptedPolicyServer, Status
 
 
 def file_check(path: str, text: str) -> Check:

@@ -22,7 +22,7 @@ from limi_evaluator.policy import Policy
 from limi_evaluator.sandbox_client import SandboxWorkspaces
 from limi_evaluator.settings import DEFAULT_BENCHMARKS_DIR, EvaluatorSettings
 from limi_evaluator.store import EvaluationStore
-from limi_rollout.scripted_policy import Reply, ScriptedPolicyServer
+from limi_testing.scripted_policy import Reply, ScriptedPolicyServer
 
 
 def evaluator_for(tmp_path: pathlib.Path, sandbox_address: str, rollout_address: str = "127.0.0.1:1", **overrides) -> Evaluator:

@@ -12,7 +12,7 @@ from limi_evaluator.kubernetes_policy import policy_manifests
 from limi_evaluator.policy import CheckpointUnusable, checkpoint_path, probe_endpoint
 from limi_evaluator.settings import EvaluatorSettings
 from limi.checkpoint.v1 import checkpoint_pb2
-from limi_rollout.scripted_policy import Reply, ScriptedPolicyServer
+from limi_testing.scripted_policy import Reply, ScriptedPolicyServer
 
 
 def test_checkpoint_uris_must_name_a_local_model_directory(tmp_path):

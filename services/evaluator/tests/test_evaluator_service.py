@@ -26,8 +26,8 @@ from limi_core.consumer import read_dead_letters
 from limi_core.events import EventPublisher, event_id
 from limi_core.health_check import wait_for_health
 from limi_core.processes import free_port
-from limi_evaluator.expert import expert_reply
-from limi_rollout.scripted_policy import ScriptedPolicyServer, Status
+from limi_testing.expert import expert_reply
+from limi_testing.scripted_policy import ScriptedPolicyServer, Status
 
 SMALL_SUITE = """
 name = "small"

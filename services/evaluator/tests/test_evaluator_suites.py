@@ -12,7 +12,7 @@ from limi_core.errors import FailedPrecondition, InvalidArgument
 from limi_evaluator import basics
 from limi_evaluator.agencybench import load_v2_scenarios, split_sections
 from limi_evaluator.catalog import Catalog
-from limi_evaluator.expert import DONE, UNKNOWN, expert_reply
+from limi_testing.expert import DONE, UNKNOWN, expert_reply
 from limi_evaluator.settings import DEFAULT_BENCHMARKS_DIR
 from limi_evaluator.suite import SuiteError
 

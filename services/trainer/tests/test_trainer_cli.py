@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from limi_trainer.cli import build_parser, main
-from limi_trainer.synthetic_samples import run_tests_sample, tool_use_sample
+from limi_testing.synthetic_samples import run_tests_sample, tool_use_sample
 
 
 def run_main(argv: list[str]) -> tuple[int, str, str]:

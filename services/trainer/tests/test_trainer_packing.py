@@ -11,7 +11,7 @@ import torch
 from limi_trainer.causal_lm import PackedLossModel
 from limi_trainer.packing import IGNORE_INDEX, build_plan, collate, first_fit_decreasing, optimizer_steps, pack_samples, packing_efficiency, plan_step
 from limi_trainer.rendering import render_sample
-from limi_trainer.synthetic_samples import limi_like_lengths, tool_use_sample, varied_length_samples
+from limi_testing.synthetic_samples import limi_like_lengths, tool_use_sample, varied_length_samples
 
 
 def test_every_sample_is_trained_once_per_epoch_in_a_seeded_order():

@@ -25,7 +25,7 @@ from limi_core import bus
 from limi_core.consumer import read_dead_letters
 from limi_core.events import EventPublisher
 from limi_core.health_check import wait_for_health
-from limi_trainer.synthetic_samples import run_tests_sample, tool_use_sample
+from limi_testing.synthetic_samples import run_tests_sample, tool_use_sample
 
 SHORT = {"epochs": "3", "global_batch_size": "2", "checkpoint_every_steps": "3", "pack_tokens": "2048", "max_sample_tokens": "2048"}
 

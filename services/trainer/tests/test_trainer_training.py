@@ -26,7 +26,7 @@ from limi_trainer.dataset import DatasetInput
 from limi_trainer.engine import learning_rate_factor
 from limi_trainer.run_config import RunConfig, run_id_for
 from limi_trainer.run_job import PARENT_PID_VARIABLE
-from limi_trainer.synthetic_samples import SYSTEM_PROMPT, TOOLS, read_file_request, run_tests_request, run_tests_sample, tool_use_sample
+from limi_testing.synthetic_samples import SYSTEM_PROMPT, TOOLS, read_file_request, run_tests_request, run_tests_sample, tool_use_sample
 
 TRAINED_PATH = "src/main.py"
 OVERRIDES = {

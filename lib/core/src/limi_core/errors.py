@@ -58,6 +58,18 @@ class Unavailable(LimiError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class DependencyUnavailable(Unavailable):
+    """A service this one needs (`dependency`: "sandbox", "policy", "rollout") did not answer.
+
+    Not the fault of the work in hand: a consumer that sees it keeps the message, pauses and
+    tries again when the dependency answers, without charging the message an attempt.
+    """
+
+    def __init__(self, dependency: str, message: str) -> None:
+        super().__init__(message)
+        self.dependency = dependency
+
+
 class DeadlineExceeded(LimiError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 

@@ -24,6 +24,7 @@ from nats.js.errors import APIError, ServiceUnavailableError
 
 from limi_core import bus
 from limi_core.errors import Unavailable
+from limi_core.retry import RetryPolicy, TryAgain, retrying
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class EventPublisher:
         self._js = js
         self._payloads = payloads or PayloadStore(js)
         self.inline_limit = inline_limit
-        self._attempts, self._first_backoff, self._max_backoff = attempts, first_backoff, max_backoff
+        self._retry = RetryPolicy(attempts=attempts, first_backoff_seconds=first_backoff, max_backoff_seconds=max_backoff)
         self._ack_timeout = ack_timeout
 
     @classmethod
@@ -143,18 +144,15 @@ class EventPublisher:
         return PublishReceipt(ack.stream, ack.seq, bool(ack.duplicate), attempts, offloaded)
 
     async def _retrying(self, subject: str, msg_id: str, operation):
-        delay = self._first_backoff
-        for attempt in range(1, self._attempts + 1):
+        async def once(attempt: int):
             try:
                 return attempt, await operation()
             except RETRYABLE as exc:
                 if getattr(exc, "err_code", None) in STREAM_FULL_CODES:
                     raise PublishFailed(subject, msg_id, STREAM_FULL_CODES[exc.err_code], retryable=False) from exc
-                if attempt == self._attempts:
-                    raise PublishFailed(subject, msg_id, f"{type(exc).__name__} after {attempt} attempts", retryable=True) from exc
-                log.warning("publish retry", extra={"fields": {"subject": subject, "msg_id": msg_id, "attempt": attempt, "error": type(exc).__name__}})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
+                raise TryAgain(type(exc).__name__) from exc
             except APIError as exc:
                 raise PublishFailed(subject, msg_id, str(exc), retryable=False) from exc
-        raise AssertionError("unreachable")
+
+        return await retrying(once, self._retry, what=f"publish {msg_id} to {subject}", give_up=lambda last, attempts:
+                              PublishFailed(subject, msg_id, f"{last.problem} after {attempts} attempts", retryable=True))

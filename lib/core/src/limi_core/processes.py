@@ -1,5 +1,6 @@
-"""Helpers to run real servers on free ports, for tests, benchmarks and `limi up`.
+"""Child processes and ports: what `limi up` and the evaluator's vLLM child need, and tests reuse.
 
+`supervised(argv)` makes a child die with its parent; `stop_process` stops one in order;
 `NatsServer` starts the real `nats-server` binary with JetStream on a free port and a data
 directory of the caller's choosing, and stops it; `free_port` and `wait_for_port` do what they
 say. Nothing here fakes a server.

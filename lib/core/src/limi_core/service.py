@@ -1,12 +1,28 @@
-"""The scaffold every limi service runs on: gRPC, health, reflection, metrics, NATS, signals.
+"""The scaffold every limi service runs on: gRPC, health, reflection, metrics, NATS, consumers, signals.
 
-A service supplies a `ServiceApp` (its servicers, plus what it starts once NATS is connected)
-and calls `run_main(app_factory, SettingsClass)` from its entry point. The order is fixed:
-metrics and the gRPC server start with every health status NOT_SERVING; NATS is connected and
-the streams ensured; the app starts its consumers; health turns SERVING. A NATS disconnect
-turns health NOT_SERVING until the reconnect. On SIGTERM or SIGINT: health NOT_SERVING, the app
-stops taking work and finishes what is in flight, the gRPC server stops with a grace period,
-NATS is drained. Start-up failures exit with one sentence on stderr and a non-zero code.
+A service supplies a `ServiceApp` (its servicers, what it starts, what it stops) and calls
+`run_main(app_factory, SettingsClass)`. The scaffold does the rest, the same way for all five:
+
+Start-up, in order: metrics; the gRPC server with health and reflection (liveness SERVING,
+readiness NOT_SERVING); NATS connected and the streams ensured, unless the app has no `bus`
+(the sandbox: it neither publishes nor consumes, so it never needs NATS to be ready);
+`app.start(context)`, which starts the app's consumers through `context.consume`; then the
+app's own gRPC methods open and readiness turns SERVING. Until then a call to them gets
+UNAVAILABLE "the <service> service is starting ..."; health and reflection answer throughout.
+
+Health has two meanings, for two probes:
+- liveness (health service name `liveness`): SERVING while the process serves, until shutdown.
+  A NATS or dependency outage never fails it, so it never restarts a pod for someone else's outage.
+- readiness (the overall "" name and the app's own service names): SERVING only while the app
+  has started, NATS is connected (for apps with a bus) and every supervised consumer is running.
+  A consumer that stops is restarted with backoff (supervision.py), and readiness is
+  NOT_SERVING, with the reason logged and counted, until it runs again.
+- `limi.dependency.<name>`: NOT_SERVING while work waits for that dependency (dependencies.py).
+
+Shutdown on SIGTERM or SIGINT, in order: health NOT_SERVING; the app's methods refuse new calls
+(UNAVAILABLE "shutting down"); consumers take no new messages and finish, within the grace
+period, what they hold; `app.stop(grace)`; the gRPC server stops with the grace period; NATS
+is drained. Start-up failures exit with one sentence on stderr and a code from exit_codes.py.
 """
 
 from __future__ import annotations
@@ -16,7 +32,7 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 import grpc
@@ -29,15 +45,21 @@ from prometheus_client import Gauge, start_http_server
 
 from limi_core import bus
 from limi_core.config import ConfigError, load_config
+from limi_core.consumer import ConsumerSpec, EventConsumer, Handler
+from limi_core.dependencies import DependencyBoard, health_name
+from limi_core.errors import Unavailable
 from limi_core.events import EventPublisher, PayloadStore
+from limi_core.exit_codes import EXIT_PORT, EXIT_UNREACHABLE, EXIT_USAGE
 from limi_core.grpc_edge import EdgeInterceptor
 from limi_core.logs import configure_logging
 from limi_core.settings import ServiceSettings, split_host_port
+from limi_core.supervision import Loop, SupervisedLoop
 
 log = logging.getLogger(__name__)
 
-SERVING = Gauge("limi_service_serving", "1 while the service's health is SERVING", ["service"])
-EXIT_CONFIG, EXIT_PORT, EXIT_NATS = 2, 3, 4
+SERVING = Gauge("limi_service_serving", "1 while the service's readiness is SERVING", ["service"])
+LIVENESS = "liveness"
+_STATUS = {True: health_pb2.HealthCheckResponse.SERVING, False: health_pb2.HealthCheckResponse.NOT_SERVING}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,16 +70,32 @@ class BusConnection:
     payloads: PayloadStore
 
 
+class BusLink:
+    """The NATS connection as a servicer sees it: filled in by the scaffold before the app starts."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.connection: BusConnection | None = None
+
+    @property
+    def publisher(self) -> EventPublisher:
+        if self.connection is None:
+            raise Unavailable(f"the {self.service} service is not connected to NATS yet")
+        return self.connection.publisher
+
+
 class ServiceApp(Protocol):
     """What one service plugs into the scaffold."""
 
     name: str
-    # Fully qualified gRPC service names, for health and reflection.
+    # Fully qualified gRPC service names, for health, reflection and the start-up gate.
     service_names: tuple[str, ...]
+    # Where the scaffold puts the NATS connection; None for a service that uses no NATS.
+    bus: BusLink | None
 
     def register(self, server: grpc.aio.Server) -> None: ...
 
-    async def start(self, connection: BusConnection) -> None: ...
+    async def start(self, context: ServiceContext) -> None: ...
 
     async def stop(self, grace_seconds: float) -> None: ...
 
@@ -68,18 +106,79 @@ class StartupError(Exception):
         self.exit_code = exit_code
 
 
+class ServiceContext:
+    """What `app.start` gets: the bus, the stop signal, and supervised consumers."""
+
+    def __init__(self, runner: ServiceRunner) -> None:
+        self._runner = runner
+        self.stopping = runner.stopping  # set when the service stops taking work
+        self.dependencies = runner.dependencies
+
+    @property
+    def connection(self) -> BusConnection:
+        link = self._runner.app.bus
+        if link is None or link.connection is None:
+            raise RuntimeError(f"the {self._runner.app.name} app has no NATS connection (its `bus` is None)")
+        return link.connection
+
+    def consume(self, spec: ConsumerSpec, handler: Handler) -> None:
+        """Run a durable consumer of `spec` with `handler`, supervised (restarted when it stops)."""
+        connection = self.connection
+
+        async def run(stop: asyncio.Event, running: Callable[[], None]) -> None:
+            consumer = EventConsumer(connection.js, spec, handler, publisher=connection.publisher, payloads=connection.payloads,
+                                     dependencies=self.dependencies)
+            await consumer.run(stop, on_running=running)
+
+        self.supervise(f"consumer {spec.durable}", run)
+
+    def supervise(self, name: str, loop: Loop) -> None:
+        """Run `loop(stop, running)` as a supervised loop; readiness waits until it calls `running()`."""
+        self._runner.add_loop(name, loop)
+
+
+class _StartupGate(grpc.aio.ServerInterceptor):
+    """UNAVAILABLE, with a sentence, for the app's methods until it has started and once it stops."""
+
+    def __init__(self, service: str, gated: tuple[str, ...]) -> None:
+        self._gated = set(gated)
+        self.refusal: str | None = f"the {service} service is starting (connecting to NATS, starting its consumers); retry shortly"
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        refusal = self.refusal
+        if handler is None or refusal is None or details.method.split("/")[1] not in self._gated:
+            return handler
+
+        async def refuse(request, context):
+            raise Unavailable(refusal)
+
+        kinds = {"unary_unary": grpc.unary_unary_rpc_method_handler, "unary_stream": grpc.unary_stream_rpc_method_handler,
+                 "stream_unary": grpc.stream_unary_rpc_method_handler, "stream_stream": grpc.stream_stream_rpc_method_handler}
+        kind = next(k for k in kinds if getattr(handler, k))
+        return kinds[kind](refuse, handler.request_deserializer, handler.response_serializer)
+
+
 class ServiceRunner:
     def __init__(self, app: ServiceApp, settings: ServiceSettings) -> None:
         self.app, self.settings = app, settings
         self.health = health.aio.HealthServicer()
         self.stop_requested = asyncio.Event()
-        self._serving = False
+        self.stopping = asyncio.Event()
+        self.dependencies = DependencyBoard(app.name, self._dependency_changed)
+        self._gate = _StartupGate(app.name, app.service_names)
+        self._loops: list[SupervisedLoop] = []
+        self._started = self._nats_up = False
+        self._ready: bool | None = None
+        self._readiness_lock = asyncio.Lock()
+        self._pending: set[asyncio.Task] = set()
         self._shutting_down = False
 
     async def run(self) -> None:
         metrics_server = self._start_metrics()
         server = grpc.aio.server(
-            interceptors=[EdgeInterceptor(self.app.name)],
+            # The edge outside the gate: refused calls are counted and mapped like any other.
+            interceptors=[EdgeInterceptor(self.app.name), self._gate],
             options=[
                 ("grpc.max_receive_message_length", self.settings.max_message_bytes),
                 ("grpc.max_send_message_length", self.settings.max_message_bytes),
@@ -91,21 +190,82 @@ class ServiceRunner:
         self.app.register(server)
         names = (*self.app.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
-        await self._set_health(False)
+        await self.health.set(LIVENESS, _STATUS[True])
+        await self._refresh_readiness()
         port = self._bind(server)
         await server.start()
         log.info("listening", extra={"fields": {"grpc": f"{split_host_port(self.settings.grpc_address)[0]}:{port}", "metrics": metrics_server.server_port}})
         self._install_signal_handlers()
         connection = None
         try:
-            connection = await self._connect_bus()
-            if connection is not None:
-                await self.app.start(connection)
-                await self._set_health(True)
-                log.info("serving")
-                await self.stop_requested.wait()
+            if self.app.bus is not None:
+                connection = await self._connect_bus()
+                if connection is None:  # stopped while connecting
+                    return
+                self.app.bus.connection = connection
+                self._nats_up = True
+            await self.app.start(ServiceContext(self))
+            for loop in self._loops:
+                loop.start()
+            self._started = True
+            self._gate.refusal = None
+            await self._refresh_readiness()
+            log.info("started", extra={"fields": {"nats": self.app.bus is not None, "loops": [loop.name for loop in self._loops]}})
+            await self.stop_requested.wait()
         finally:
             await self._shutdown(server, connection, metrics_server)
+
+    def add_loop(self, name: str, loop: Loop) -> None:
+        supervised = SupervisedLoop(self.app.name, name, loop, self.stopping, self._loops_changed)
+        self._loops.append(supervised)
+        if self._started:
+            supervised.start()
+
+    # -- health ---------------------------------------------------------------------------
+
+    def _loops_changed(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._refresh_readiness())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _why_not_ready(self) -> str:
+        if self._shutting_down:
+            return "shutting down"
+        if not self._started:
+            return "starting"
+        if self.app.bus is not None and not self._nats_up:
+            return "NATS disconnected"
+        stopped = [loop for loop in self._loops if not loop.running]
+        if stopped:
+            return "; ".join(f"{loop.name} is not running ({loop.last_error or 'starting'})" for loop in stopped)
+        return ""
+
+    async def _refresh_readiness(self) -> None:
+        async with self._readiness_lock:
+            if self._shutting_down:
+                return
+            reason = self._why_not_ready()
+            ready = not reason
+            if ready == self._ready:
+                return
+            self._ready = ready
+            for name in ("", *self.app.service_names):
+                await self.health.set(name, _STATUS[ready])
+            SERVING.labels(self.app.name).set(1 if ready else 0)
+            if ready:
+                log.info("serving")
+            elif self._started:
+                log.warning("not serving", extra={"fields": {"reason": reason}})
+
+    async def _nats_changed(self, up: bool) -> None:
+        self._nats_up = up
+        await self._refresh_readiness()
+
+    async def _dependency_changed(self, dependency: str, up: bool) -> None:
+        if not self._shutting_down:
+            await self.health.set(health_name(dependency), _STATUS[up])
+
+    # -- start-up -------------------------------------------------------------------------
 
     def _start_metrics(self):
         host, port = split_host_port(self.settings.metrics_address)
@@ -130,8 +290,8 @@ class ServiceRunner:
                 self.settings.nats_url,
                 f"limi-{self.app.name}",
                 connect_timeout=self.settings.nats_connect_timeout_seconds,
-                on_disconnect=lambda: self._set_health(False),
-                on_reconnect=lambda: self._set_health(True),
+                on_disconnect=lambda: self._nats_changed(False),
+                on_reconnect=lambda: self._nats_changed(True),
             )
         )
         stopping = asyncio.create_task(self.stop_requested.wait())
@@ -144,21 +304,14 @@ class ServiceRunner:
             nc = connecting.result()
         except nats.errors.NoServersError:
             raise StartupError(
-                f"cannot reach NATS at {self.settings.nats_url} within {self.settings.nats_connect_timeout_seconds:g} s", EXIT_NATS
+                f"cannot reach NATS at {self.settings.nats_url} within {self.settings.nats_connect_timeout_seconds:g} s", EXIT_UNREACHABLE
             ) from None
         js = nc.jetstream()
         await bus.ensure_streams(js, replicas=self.settings.nats_stream_replicas)
         payloads = PayloadStore(js)
         return BusConnection(nc, js, EventPublisher.for_connection(nc, js, payloads=payloads), payloads)
 
-    async def _set_health(self, serving: bool) -> None:
-        if self._shutting_down:
-            return
-        self._serving = serving
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("", *self.app.service_names):
-            await self.health.set(name, status)
-        SERVING.labels(self.app.name).set(1 if serving else 0)
+    # -- shutdown -------------------------------------------------------------------------
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -174,6 +327,9 @@ class ServiceRunner:
         await self.health.enter_graceful_shutdown()
         self._shutting_down = True
         SERVING.labels(self.app.name).set(0)
+        self._gate.refusal = f"the {self.app.name} service is shutting down; retry on another instance or after its restart"
+        self.stopping.set()
+        await asyncio.gather(*(loop.stop(grace) for loop in self._loops))
         await self.app.stop(grace)
         await server.stop(grace)
         if connection is not None and not connection.nc.is_closed:
@@ -195,7 +351,7 @@ def run_main(app_factory: Callable[[S], ServiceApp], settings_class: type[S]) ->
         settings = load_config(settings_class, settings_class.PREFIX)
     except ConfigError as exc:
         print(f"limi: {exc}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        sys.exit(EXIT_USAGE)
     service = settings_class.PREFIX.removeprefix("LIMI_").rstrip("_").lower()
     configure_logging(service, settings.log_level, settings.log_format)
 
@@ -208,54 +364,3 @@ def run_main(app_factory: Callable[[S], ServiceApp], settings_class: type[S]) ->
     except StartupError as exc:
         print(f"limi-{service}: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-
-
-class BackgroundWork:
-    """One long-running loop of a service (a consumer), started on connect and stopped in order.
-
-    The loop watches `stop_requested`; `stop(grace)` sets it, waits up to the grace period for
-    the loop to finish what it holds, then cancels it (a consumer then hands its unacked
-    messages back to the broker for redelivery).
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.stop_requested = asyncio.Event()
-        self._task: asyncio.Task | None = None
-
-    def start(self, loop: Awaitable[None]) -> None:
-        self._task = asyncio.create_task(loop, name=self.name)
-
-    async def stop(self, grace_seconds: float) -> None:
-        self.stop_requested.set()
-        if self._task is None:
-            return
-        done, _pending = await asyncio.wait({self._task}, timeout=grace_seconds)
-        if not done:
-            log.warning("%s still busy after the %g s grace period; its unacked messages will be redelivered", self.name, grace_seconds)
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-
-class ServicersApp:
-    """A service made only of gRPC servicers, with no background work on the bus yet."""
-
-    def __init__(self, name: str, servicers: list[tuple[Callable, object, object]]) -> None:
-        """Args:
-        name: the service's short name ("trainer").
-        servicers: (add_XServicer_to_server, servicer, service descriptor) triples.
-        """
-        self.name = name
-        self._servicers = servicers
-        self.service_names = tuple(descriptor.full_name for _add, _servicer, descriptor in servicers)
-        self.connection: BusConnection | None = None
-
-    def register(self, server: grpc.aio.Server) -> None:
-        for add, servicer, _descriptor in self._servicers:
-            add(servicer, server)
-
-    async def start(self, connection: BusConnection) -> None:
-        self.connection = connection
-
-    async def stop(self, grace_seconds: float) -> None:
-        return None

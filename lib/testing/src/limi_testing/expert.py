@@ -12,7 +12,7 @@ evaluator. A query outside the family gets a plain refusal, never a guess. It is
 from __future__ import annotations
 
 from limi_evaluator.basics import plan_for
-from limi_rollout.scripted_policy import Reply
+from limi_testing.scripted_policy import Reply
 
 DONE = "Done. The task is complete."
 UNKNOWN = "I cannot solve this task: it is not one of the workspace-basics tasks."

@@ -5,6 +5,8 @@ free loopback port in a background thread. `script(request_body)` decides each r
 `Reply` (content, reasoning, tool calls as (name, arguments-text) pairs, finish reason), or a
 `Status` (an HTTP error such as 429 or 503), or a `Hang` (no answer for N seconds). Replies
 carry usage figures counted in whitespace-separated words, so token limits can be exercised.
+`stop()` is a real outage: it closes the listening socket and every open keep-alive connection,
+so clients see refused connections; a new server on the same `port` brings the endpoint back.
 It is a stand-in for a model where none can answer meaningfully (tests, the offline demo's
 teacher); it is not a model and learns nothing.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import threading
 import time
 import uuid
@@ -73,10 +76,22 @@ class ScriptedPolicyServer:
     def __init__(self, script: Script, model: str = "scripted-policy", host: str = "127.0.0.1", port: int = 0) -> None:
         self.script, self.model = script, model
         self.requests: list[dict] = []
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with server._lock:
+                    server._connections.discard(self.connection)
+                super().finish()
 
             def log_message(self, *args) -> None:
                 return None
@@ -127,6 +142,10 @@ class ScriptedPolicyServer:
         host, port = self._http.server_address[:2]
         return f"http://{host}:{port}/v1"
 
+    @property
+    def port(self) -> int:
+        return self._http.server_address[1]
+
     def start(self) -> ScriptedPolicyServer:
         self._thread.start()
         return self
@@ -134,6 +153,13 @@ class ScriptedPolicyServer:
     def stop(self) -> None:
         self._http.shutdown()
         self._http.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the client
 
     def __enter__(self) -> ScriptedPolicyServer:
         return self.start()

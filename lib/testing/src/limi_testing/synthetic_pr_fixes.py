@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from limi_curator.synthetic_pr_changes import Change, ident, pick, random_hunk, source_path
+from limi_testing.synthetic_pr_changes import Change, ident, pick, random_hunk, source_path
 
 
 def debugging(rng: random.Random, ctx: dict, subject: Change | None = None) -> Change:

@@ -1,13 +1,13 @@
 """Deterministic, made-up pull-request records for tests, demos and benchmarks of the synthetic track.
 
-`generate_pull_requests(count, seed)` writes records in the input form of pull_requests.py over
+`generate_pull_requests(count, seed)` writes records in the input form of limi_curator.pull_requests over
 twenty invented repositories (none of them real; star counts from 3k to 48k, so some fall under
 LIMI's 10k threshold) in Python, Go, TypeScript and Rust, with YAML deployment files. The mix
 covers ten categories of change (a guard against a crash, a cache, an API parameter, a UI prop, a
 deployment probe, a parser fix, a test, an extracted helper, a faster algorithm, a new metric),
 Markdown-only documentation PRs, multi-file PRs (code plus test), and oversized diffs (generated
 lookup tables, in the changed file or beside it). The
-same (count, seed) always gives the same records. `python -m limi_curator.synthetic_prs N` prints
+same (count, seed) always gives the same records. `python -m limi_testing.synthetic_prs N` prints
 N records as JSONL. It is not real GitHub data and must not be mistaken for it.
 """
 
@@ -18,9 +18,9 @@ import random
 import sys
 from collections.abc import Callable
 
-from limi_curator.synthetic_pr_changes import Change, sha, unified_diff
-from limi_curator.synthetic_pr_features import algorithm, backend, deployment, frontend, refactoring, research
-from limi_curator.synthetic_pr_fixes import data_processing, debugging, optimization, testing
+from limi_testing.synthetic_pr_changes import Change, sha, unified_diff
+from limi_testing.synthetic_pr_features import algorithm, backend, deployment, frontend, refactoring, research
+from limi_testing.synthetic_pr_fixes import data_processing, debugging, optimization, testing
 
 REPOSITORIES = (
     ("lumen-ui/lumen", 48_200, "ts"), ("quarkdb/quark", 23_400, "go"), ("pyflow-dev/pyflow", 15_100, "py"),

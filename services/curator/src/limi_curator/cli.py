@@ -3,8 +3,9 @@
 Every subcommand except `convert-gemini` talks to a running curator over gRPC (`--address`,
 default $LIMI_CURATOR_GRPC_ADDRESS or 127.0.0.1:50051); `convert-gemini` converts files locally.
 Files are read here and sent with their names, so an error names the file, the line or sample,
-and the field. Exit codes: 0 success, 1 the request failed (bad input, not found ...), 2 bad
-usage, 3 the curator cannot be reached. `main(argv)` is the entry point (`limi-curator-cli`).
+and the field. Exit codes (limi_core.exit_codes, the README's table): 0 success, 1 the request
+failed, 2 bad usage or input (an option, a file that cannot be read or does not parse), 4 the
+curator cannot be reached. `main(argv)` is the entry point (`limi-curator-cli`).
 """
 
 from __future__ import annotations
@@ -21,24 +22,28 @@ from google.protobuf import json_format
 from limi.curator.v1 import curator_pb2, curator_pb2_grpc
 from limi_core import limi_format
 from limi_core.errors import InvalidArgument
+from limi_core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from limi_core.settings import DEFAULT_PORTS
 from limi_curator.categories import CATEGORY_NAMES, SOURCE_NAMES, STATUS_NAMES, category_name, source_name, status_name
 from limi_curator.gemini_logs import convert_gemini_log_text
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 CHUNK_BYTES = 1024 * 1024
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.max_send_message_length", 64 * 1024 * 1024)]
 
 
 class CommandError(Exception):
-    """A failure to report in one sentence with exit code 1."""
+    """A failure to report in one sentence; `exit_code` is its kind (limi_core.exit_codes)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _read(path: str) -> bytes:
     try:
         return pathlib.Path(path).read_bytes()
     except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+        raise CommandError(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from None
 
 
 def _write(path: str, data: bytes) -> None:
@@ -200,7 +205,7 @@ def cmd_convert_gemini(args) -> int:
         try:
             samples.append(convert_gemini_log_text(_read(path), os.path.basename(path), plain_system_prompt=args.plain_system_prompt))
         except InvalidArgument as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(str(exc), EXIT_USAGE) from None
     if args.json_array:
         text = "[\n" + ",\n".join(limi_format.dumps_sample(s) for s in samples) + "\n]\n"
     else:
@@ -334,13 +339,13 @@ def main(argv: list[str] | None = None) -> int:
             return args.handler(curator_pb2_grpc.CuratorServiceStub(channel), args)
     except CommandError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return exc.exit_code
     except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.UNAVAILABLE and "connect" in (exc.details() or "").lower():
-            print(f"{command}: cannot reach the curator at {args.address}: {exc.details()}", file=sys.stderr)
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            print(f"{command}: the curator at {args.address} is unavailable: {exc.details()}", file=sys.stderr)
             return EXIT_UNREACHABLE
         print(f"{command}: {exc.details()}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILED
 
 
 if __name__ == "__main__":

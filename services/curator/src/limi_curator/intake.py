@@ -3,26 +3,20 @@
 Each delivery is decoded as a `limi.trajectory.v1.Trajectory` and stored through
 `TrajectoryStore.record_consumed`, an idempotent effect keyed by the event's message id, so a
 redelivery (a crash after storing and before the ack) stores nothing twice. Bytes that are not a
-trajectory are poison: dead-lettered at once. `run_until_stopped` restarts the consumer after a
-failure (a broker restart, say) until the service stops.
+trajectory are poison: dead-lettered at once. The scaffold runs and restarts the consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 
-import nats.errors
 from google.protobuf.message import DecodeError
 
 from limi.trajectory.v1 import trajectory_pb2
 from limi_core import bus
-from limi_core.consumer import ConsumerSpec, Delivery, EventConsumer, PoisonMessage
-from limi_core.service import BusConnection
+from limi_core.consumer import ConsumerSpec, Delivery, PoisonMessage
 from limi_curator import metrics
 from limi_curator.trajectory_store import TrajectoryStore
-
-log = logging.getLogger(__name__)
 
 TRAJECTORY_CONSUMER = ConsumerSpec(
     stream=bus.stream_for(bus.TRAJECTORIES_RECORDED).name,
@@ -34,7 +28,6 @@ TRAJECTORY_CONSUMER = ConsumerSpec(
     concurrency=4,
     fetch_batch=32,
 )
-RESTART_DELAY_SECONDS = 2.0
 
 
 class TrajectoryIntake:
@@ -51,15 +44,3 @@ class TrajectoryIntake:
             metrics.TRAJECTORIES_CONSUMED.labels(trajectory_pb2.OutcomeStatus.Name(trajectory.outcome.status)).inc()
         else:
             metrics.TRAJECTORIES_REDELIVERED.inc()
-
-    async def run_until_stopped(self, connection: BusConnection, stop: asyncio.Event) -> None:
-        consumer = EventConsumer(connection.js, TRAJECTORY_CONSUMER, self.handle, publisher=connection.publisher, payloads=connection.payloads)
-        while not stop.is_set():
-            try:
-                await consumer.run(stop)
-            except (TimeoutError, nats.errors.Error) as exc:
-                log.warning("trajectory consumer stopped; restarting", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
-                try:
-                    await asyncio.wait_for(stop.wait(), RESTART_DELAY_SECONDS)
-                except TimeoutError:
-                    pass

@@ -1,8 +1,8 @@
 """Wiring of the curator service: its servicer, the trajectory intake, metrics, on the shared scaffold.
 
-On start (once NATS is connected) the servicer gets the event publisher and the durable
-trajectory consumer starts. On stop the consumer takes no new trajectories and finishes the one
-in hand within the grace period; the gRPC server then drains its calls (limi_core.service).
+On start (the scaffold has connected NATS and handed it to the servicer's `BusLink`) the supervised
+durable trajectory consumer starts. On stop the consumer takes no new trajectories and finishes
+the ones in hand within the grace period; the gRPC server then drains its calls (limi_core.service).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import sys
 import grpc
 
 from limi.curator.v1 import curator_pb2, curator_pb2_grpc
-from limi_core.service import EXIT_CONFIG, BackgroundWork, BusConnection, run_main
+from limi_core.exit_codes import EXIT_USAGE
+from limi_core.service import BusLink, ServiceContext, run_main
 from limi_curator.curator import Curator
-from limi_curator.intake import TrajectoryIntake
+from limi_curator.intake import TRAJECTORY_CONSUMER, TrajectoryIntake
 from limi_curator.metrics import register_pool_collector
 from limi_curator.servicer import CuratorServicer
 from limi_curator.settings import CuratorSettings
@@ -27,20 +28,19 @@ class CuratorApp:
 
     def __init__(self, settings: CuratorSettings) -> None:
         self.curator = Curator(settings)
-        self.servicer = CuratorServicer(self.curator)
+        self.bus = BusLink(self.name)
+        self.servicer = CuratorServicer(self.curator, self.bus)
         self.intake = TrajectoryIntake(self.curator.trajectories)
         register_pool_collector(self.curator.pool.counts_by_source_and_status)
-        self.intake_work = BackgroundWork("curator trajectory intake")
 
     def register(self, server: grpc.aio.Server) -> None:
         curator_pb2_grpc.add_CuratorServiceServicer_to_server(self.servicer, server)
 
-    async def start(self, connection: BusConnection) -> None:
-        self.servicer.attach(connection.publisher)
-        self.intake_work.start(self.intake.run_until_stopped(connection, self.intake_work.stop_requested))
+    async def start(self, context: ServiceContext) -> None:
+        context.consume(TRAJECTORY_CONSUMER, self.intake.handle)
 
     async def stop(self, grace_seconds: float) -> None:
-        await self.intake_work.stop(grace_seconds)
+        return None
 
 
 def build_app(settings: CuratorSettings) -> CuratorApp:
@@ -48,7 +48,7 @@ def build_app(settings: CuratorSettings) -> CuratorApp:
         return CuratorApp(settings)
     except (OSError, sqlite3.Error) as exc:
         print(f"limi-curator: cannot open the curator database {settings.database_path}: {exc}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        sys.exit(EXIT_USAGE)
 
 
 def main() -> None:

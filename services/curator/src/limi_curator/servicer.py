@@ -1,23 +1,30 @@
 """The curator's gRPC servicer: request checks, calls into `Curator` in worker threads, events out.
 
-Each method validates what the proto types cannot (required fields, enum values, sizes), runs the
-blocking domain call with `asyncio.to_thread`, publishes the resulting events (query tasks,
+Each method first checks its request against the field tables below (ids, enum values, numeric
+ranges; limi_core.request_checks) and keeps a tokenizer path to the tokenizer roots
+(LIMI_CURATOR_TOKENIZER_ROOTS); then it runs the blocking domain call with `asyncio.to_thread`, publishes the resulting events (query tasks,
 datasets) with deterministic ids, and counts metrics. Typed errors raised anywhere below become
-gRPC status codes at the edge (limi_core.grpc_edge), with the field named. Methods that publish
-answer UNAVAILABLE until the service is connected to NATS.
+gRPC status codes at the edge (limi_core.grpc_edge), with the field named. Events go out through
+the scaffold's `BusLink` (UNAVAILABLE while NATS is not connected).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from google.protobuf.message import Message
 
 from limi.curator.v1 import curator_pb2, curator_pb2_grpc
 from limi.query.v1 import query_pb2
+from limi.trajectory.v1 import trajectory_pb2
 from limi_core import bus, limi_format
-from limi_core.errors import InvalidArgument, ResourceExhausted, Unavailable
-from limi_core.events import EventPublisher, event_id
+from limi_core.errors import InvalidArgument, ResourceExhausted
+from limi_core.events import event_id
+from limi_core.request_checks import (
+    COUNT, IDENTIFIER, REQUIRED_IDENTIFIER, Between, Each, Known, TimesInRange, Url, check_fields, confined_path,
+)
+from limi_core.service import BusLink
 from limi_curator import metrics
 from limi_curator.categories import source_name
 from limi_curator.curator import Curator
@@ -26,30 +33,62 @@ from limi_curator.gemini_logs import convert_gemini_log_text
 from limi_curator.synthesis import synthesis_report_markdown
 
 EXPORT_CHUNK_BYTES = 1024 * 1024
+MAX_QUERIES = 1_000_000
+FILTERS = {"source": Known(query_pb2.QuerySource), "category": Known(query_pb2.QueryCategory), "status": Known(query_pb2.QueryStatus)}
+BY_ID = {"id": REQUIRED_IDENTIFIER}
+BY_NAME = {"name": IDENTIFIER}
 
 
-def _enum(value: int, enum_type, field: str) -> int:
-    if value not in enum_type.values():
-        raise InvalidArgument(field, f"{value} is not a {enum_type.DESCRIPTOR.name} value")
-    return value
+def _step(field: str, step: trajectory_pb2.Step) -> None:
+    Known(trajectory_pb2.Role, unspecified=False)(f"{field}.role", step.role)
+
+
+IMPORT_QUERIES = {"format": Known(curator_pb2.ImportFormat), "origin": IDENTIFIER, "default_source": Known(query_pb2.QuerySource)}
+LIST_QUERIES = {**FILTERS, "page_size": Between(0, 10_000), "page_token": IDENTIFIER, "query_set_id": IDENTIFIER}
+PUBLISH_QUERY_SET = {"name": IDENTIFIER, "query_ids": Each(IDENTIFIER, max_items=MAX_QUERIES), **FILTERS}
+EMIT_QUERY_SET = {"query_set_id": IDENTIFIER, "episodes_per_query": Between(0, 1_000)}
+SYNTHESIZE_QUERIES = {
+    "endpoint": Url(), "model": IDENTIFIER, "select": Between(0, 100_000), "filters.min_stars": COUNT,
+    "filters.max_diff_tokens": Between(0, 10_000_000), "filters.min_changed_files": Between(0, 1_000_000),
+    "filters.max_changed_files": Between(0, 1_000_000), "origin": IDENTIFIER,
+}
+CURATE_DATASET = {
+    "name": IDENTIFIER, "size": Between(0, MAX_QUERIES), "max_tokens": Between(0, 100_000_000), "query_set_ids": Each(IDENTIFIER),
+    "filters.max_failed_tool_rate": Between(0, 1), "filters.loop_repeats": Between(0, 1_000), "filters.max_empty_turns": Between(0, 1_000),
+    "filters.max_per_query": Between(0, 100_000),
+}
+CONVERT_TO_LIMI = {"trajectory": TimesInRange(), "trajectory.id": IDENTIFIER, "trajectory.steps": Each(_step, max_items=100_000)}
+DEDUPE_QUERIES = {"jaccard_threshold": Between(0, 1), "containment_threshold": Between(0, 1)}
+IMPORT_LIMI_DATASET = {"origin": IDENTIFIER, "publish_as": IDENTIFIER, "category": IDENTIFIER}
+EXPORT_LIMI_DATASET = {"dataset_id": REQUIRED_IDENTIFIER}
+CONVERT_GEMINI_LOG = {"origin": IDENTIFIER}
+# Every field name of every curator request: an error that starts with one names the request's field already.
+REQUEST_FIELDS = {field.name for message in curator_pb2.DESCRIPTOR.message_types_by_name.values() for field in message.fields}
 
 
 def _set_fields(message: Message, names: tuple[str, ...]) -> dict:
     return {name: getattr(message, name) for name in names if message.HasField(name)}
 
 
-class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
-    def __init__(self, curator: Curator) -> None:
-        self._curator = curator
-        self._publisher: EventPublisher | None = None
+@contextlib.contextmanager
+def _content_of(field: str):
+    """Domain errors about an uploaded document name its origin ("prs.jsonl line 3 field stars");
+    the caller also learns the request field that held it ("pull_requests_jsonl: prs.jsonl line 3 ...")."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        if exc.field.split(".")[0].split("[")[0] in REQUEST_FIELDS:
+            raise
+        raise InvalidArgument(field, str(exc)) from exc
 
-    def attach(self, publisher: EventPublisher) -> None:
-        self._publisher = publisher
+
+class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
+    def __init__(self, curator: Curator, bus: BusLink) -> None:
+        self._curator = curator
+        self._bus = bus
 
     async def _publish(self, subject: str, message: Message, msg_id: str) -> None:
-        if self._publisher is None:
-            raise Unavailable("the curator is not connected to NATS yet")
-        await self._publisher.publish(subject, message, msg_id)
+        await self._bus.publisher.publish(subject, message, msg_id)
 
     async def _publish_dataset(self, dataset, new: bool) -> None:
         await self._publish(bus.DATASETS_PUBLISHED, dataset, event_id("dataset", dataset.id))
@@ -58,23 +97,28 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
 
     # ------------------------------------------------------------ query pool
 
+    def _tokenizer(self, path: str) -> str:
+        if not path:
+            return ""
+        roots = self._curator.settings.allowed_tokenizer_roots
+        return str(confined_path("tokenizer", path, roots, "LIMI_CURATOR_TOKENIZER_ROOTS"))
+
     async def ImportQueries(self, request, context):
+        check_fields(request, IMPORT_QUERIES)
         formats = {curator_pb2.IMPORT_FORMAT_JSONL: "jsonl", curator_pb2.IMPORT_FORMAT_CSV: "csv"}
         if request.format not in formats:
             raise InvalidArgument("format", "must be IMPORT_FORMAT_JSONL or IMPORT_FORMAT_CSV")
-        default_source = _enum(request.default_source, query_pb2.QuerySource, "default_source")
-        ids, added = await asyncio.to_thread(self._curator.import_queries, formats[request.format], request.content, request.origin, default_source)
+        with _content_of("content"):
+            ids, added = await asyncio.to_thread(self._curator.import_queries, formats[request.format], request.content, request.origin,
+                                                 request.default_source)
         for query in added:
             metrics.QUERIES_IMPORTED.labels(source_name(query.source)).inc()
         return curator_pb2.ImportQueriesResponse(imported=len(added), duplicates=len(ids) - len(added), query_ids=ids)
 
     async def ListQueries(self, request, context):
+        check_fields(request, LIST_QUERIES)
         page, next_token = await asyncio.to_thread(
-            self._curator.pool.list,
-            source=_enum(request.source, query_pb2.QuerySource, "source"),
-            category=_enum(request.category, query_pb2.QueryCategory, "category"),
-            status=_enum(request.status, query_pb2.QueryStatus, "status"),
-            query_set_id=request.query_set_id,
+            self._curator.pool.list, source=request.source, category=request.category, status=request.status, query_set_id=request.query_set_id,
             page_size=request.page_size,
             page_token=request.page_token,
         )
@@ -86,37 +130,38 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
         return response
 
     async def GetQuery(self, request, context):
-        if not request.id:
-            raise InvalidArgument("id", "is required")
+        check_fields(request, BY_ID)
         return await asyncio.to_thread(self._curator.pool.get, request.id)
 
     async def PublishQuerySet(self, request, context):
+        check_fields(request, PUBLISH_QUERY_SET)
         query_set, _new = await asyncio.to_thread(
-            self._curator.pool.publish_set, request.name, list(request.query_ids),
-            source=_enum(request.source, query_pb2.QuerySource, "source"),
-            category=_enum(request.category, query_pb2.QueryCategory, "category"),
-            status=_enum(request.status, query_pb2.QueryStatus, "status"),
+            self._curator.pool.publish_set, request.name, list(request.query_ids), source=request.source, category=request.category,
+            status=request.status,
         )
         return query_set
 
     async def ListQuerySets(self, request, context):
+        check_fields(request, BY_NAME)
         return curator_pb2.ListQuerySetsResponse(query_sets=await asyncio.to_thread(self._curator.pool.list_sets, request.name))
 
     async def EmitQuerySet(self, request, context):
-        if self._publisher is None:
-            raise Unavailable("the curator is not connected to NATS yet")
-        result = await emit_query_set(self._curator.pool, self._publisher.publish, request.query_set_id, request.episodes_per_query)
+        check_fields(request, EMIT_QUERY_SET)
+        result = await emit_query_set(self._curator.pool, self._bus.publisher.publish, request.query_set_id, request.episodes_per_query)
         metrics.QUERY_TASKS_EMITTED.inc(result.emitted)
         return curator_pb2.EmitQuerySetResponse(emitted=result.emitted, already_emitted=result.already_emitted)
 
     # ------------------------------------------------------------ synthesis and dedupe
 
     async def SynthesizeQueries(self, request, context):
+        check_fields(request, SYNTHESIZE_QUERIES)
+        tokenizer = self._tokenizer(request.tokenizer)
         filters = _set_fields(request.filters, ("min_stars", "max_diff_tokens", "exclude_markdown_only", "min_changed_files", "max_changed_files"))
-        result, added, note = await asyncio.to_thread(
-            self._curator.synthesize, content=request.pull_requests_jsonl, origin=request.origin, endpoint=request.endpoint,
-            model=request.model, select=request.select, filters=filters, tokenizer=request.tokenizer, add_to_pool=request.add_to_pool,
-        )
+        with _content_of("pull_requests_jsonl"):
+            result, added, note = await asyncio.to_thread(
+                self._curator.synthesize, content=request.pull_requests_jsonl, origin=request.origin, endpoint=request.endpoint,
+                model=request.model, select=request.select, filters=filters, tokenizer=tokenizer, add_to_pool=request.add_to_pool,
+            )
         counts = result.funnel.flat_counts()
         metrics.record_funnel(counts)
         metrics.SYNTHESIS_ENDPOINT_CALLS.inc(result.endpoint_calls)
@@ -133,6 +178,7 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
         return response
 
     async def DedupeQueries(self, request, context):
+        check_fields(request, DEDUPE_QUERIES)
         result = await asyncio.to_thread(
             self._curator.dedupe, jaccard_threshold=request.jaccard_threshold, containment_threshold=request.containment_threshold,
             include_benchmarks=request.include_benchmarks, apply=request.apply,
@@ -147,23 +193,26 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
     # ------------------------------------------------------------ datasets
 
     async def CurateDataset(self, request, context):
+        check_fields(request, CURATE_DATASET)
+        tokenizer = self._tokenizer(request.tokenizer)
         overrides = _set_fields(request.filters, ("max_failed_tool_rate", "loop_repeats", "max_empty_turns", "max_per_query"))
         dataset, new = await asyncio.to_thread(
-            self._curator.curate_dataset, name=request.name, size=request.size, tokenizer=request.tokenizer, max_tokens=request.max_tokens,
+            self._curator.curate_dataset, name=request.name, size=request.size, tokenizer=tokenizer, max_tokens=request.max_tokens,
             query_set_ids=list(request.query_set_ids), include_failed=request.filters.include_failed, overrides=overrides,
         )
         await self._publish_dataset(dataset, new)
         return dataset
 
     async def GetDataset(self, request, context):
-        if not request.id:
-            raise InvalidArgument("id", "is required")
+        check_fields(request, BY_ID)
         return await asyncio.to_thread(self._curator.datasets.get, request.id)
 
     async def ListDatasets(self, request, context):
+        check_fields(request, BY_NAME)
         return curator_pb2.ListDatasetsResponse(datasets=await asyncio.to_thread(self._curator.datasets.list, request.name))
 
     async def GetDatasetReport(self, request, context):
+        check_fields(request, BY_ID)
         rendered, counts, dataset = await asyncio.to_thread(self._curator.report, request.id)
         return curator_pb2.DatasetReport(dataset_id=dataset.id, markdown=rendered.markdown, histogram_png=rendered.png, filter_counts=counts,
                                          markdown_uri=rendered.markdown_path.resolve().as_uri(), histogram_uri=rendered.png_path.resolve().as_uri())
@@ -172,6 +221,8 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
         first, parts, size = None, [], 0
         limit = self._curator.settings.max_import_bytes
         async for chunk in request_iterator:
+            if first is None:
+                check_fields(chunk, IMPORT_LIMI_DATASET)
             first = first or chunk
             size += len(chunk.data)
             if size > limit:
@@ -179,9 +230,10 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
             parts.append(chunk.data)
         if first is None:
             raise InvalidArgument("data", "no chunk was sent")
-        ids, duplicates, dataset, new = await asyncio.to_thread(
-            self._curator.import_limi, content=b"".join(parts), origin=first.origin, category=first.category, publish_as=first.publish_as,
-        )
+        with _content_of("data"):
+            ids, duplicates, dataset, new = await asyncio.to_thread(
+                self._curator.import_limi, content=b"".join(parts), origin=first.origin, category=first.category, publish_as=first.publish_as,
+            )
         metrics.TRAJECTORIES_IMPORTED.inc(len(ids) - duplicates)
         response = curator_pb2.ImportLimiDatasetResponse(imported=len(ids) - duplicates, duplicates=duplicates, trajectory_ids=ids)
         if dataset is not None:
@@ -190,6 +242,7 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
         return response
 
     async def ExportLimiDataset(self, request, context):
+        check_fields(request, EXPORT_LIMI_DATASET)
         chunks = await asyncio.to_thread(self._curator.export_limi, request.dataset_id, strict=request.strict, json_array=request.json_array)
         buffer = bytearray()
         for chunk in chunks:
@@ -207,6 +260,7 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
             raise InvalidArgument("trajectory", "is required")
         if not request.trajectory.steps:
             raise InvalidArgument("trajectory.steps", "must hold at least one step")
+        check_fields(request, CONVERT_TO_LIMI)
         sample = limi_format.trajectory_to_limi(request.trajectory, strict=request.strict)
         return curator_pb2.ConvertToLimiResponse(sample_json=limi_format.dumps_sample(sample))
 
@@ -223,5 +277,7 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
     async def ConvertGeminiLog(self, request, context):
         if not request.log_json.strip():
             raise InvalidArgument("log_json", "must not be empty")
-        sample = convert_gemini_log_text(request.log_json, request.origin or "log_json", plain_system_prompt=request.plain_system_prompt)
+        check_fields(request, CONVERT_GEMINI_LOG)
+        with _content_of("log_json"):
+            sample = convert_gemini_log_text(request.log_json, request.origin or "log_json", plain_system_prompt=request.plain_system_prompt)
         return curator_pb2.ConvertToLimiResponse(sample_json=limi_format.dumps_sample(sample))

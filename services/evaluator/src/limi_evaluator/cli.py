@@ -5,9 +5,10 @@ vLLM server on `--checkpoint`, or the given `--endpoint`; none for `--reference`
 suite's multi-round tasks through the rollout and sandbox services, or HumanEval in the sandbox,
 prints the aggregate metrics and a line per task, and writes the HTML report. Results go to the
 same SQLite store as the service's (`--data-dir`), so the leaderboard and the plots span the
-checkpoints evaluated so far, and an interrupted run resumes. Exit codes: 0 done, 2 bad input
-(unknown benchmark, broken suite file, bad option), 3 a precondition failed (missing checkpoint,
-missing benchmark data), 4 a service or the policy is unreachable, 130 interrupted.
+checkpoints evaluated so far, and an interrupted run resumes. Exit codes (limi_core.exit_codes,
+the README's table): 0 done, 1 failed, 2 bad input (unknown benchmark, broken suite file, bad
+option), 4 a service or the policy is unreachable, 5 a precondition failed (missing checkpoint,
+missing benchmark data), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from google.protobuf import json_format
 
 from limi.evaluation.v1 import evaluation_pb2 as ev
 from limi_core.config import ConfigError, load_config
-from limi_core.errors import FailedPrecondition, InvalidArgument, LimiError
+from limi_core.errors import FailedPrecondition, InvalidArgument, LimiError, Unavailable
+from limi_core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PRECONDITION, EXIT_UNREACHABLE, EXIT_USAGE
 from limi_evaluator.catalog import Catalog
 from limi_evaluator.evaluation import EvaluationSpec, Evaluator
 from limi_evaluator.policy import PolicyProvider, probe_endpoint
@@ -33,7 +35,6 @@ from limi_evaluator.scores import primary_metric
 from limi_evaluator.settings import EvaluatorSettings
 from limi_evaluator.store import EvaluationStore
 
-EXIT_OK, EXIT_INPUT, EXIT_PRECONDITION, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None, out=None) -> int:
         settings = _settings(args)
     except ConfigError as exc:
         print(f"limi-evaluate: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+        return EXIT_USAGE
     if args.list_benchmarks:
         for benchmark in Catalog(settings.benchmarks_dir, settings.suites_dir).list():
             print(f"{benchmark.name:<20} {benchmark.kind:<16} {benchmark.description}", file=out)
@@ -187,13 +188,16 @@ def main(argv: list[str] | None = None, out=None) -> int:
         return EXIT_INTERRUPTED
     except InvalidArgument as exc:
         print(f"limi-evaluate: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+        return EXIT_USAGE
     except FailedPrecondition as exc:
         print(f"limi-evaluate: {exc}", file=sys.stderr)
         return EXIT_PRECONDITION
+    except Unavailable as exc:
+        print(f"limi-evaluate: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except LimiError as exc:
         print(f"limi-evaluate: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return EXIT_FAILED
     return EXIT_OK
 if __name__ == "__main__":
     raise SystemExit(main())

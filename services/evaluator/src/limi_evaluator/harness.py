@@ -7,8 +7,10 @@ pass feeds its unmet rubric items back ("Focus on fixing these rubric gaps: ..."
 round continues the previous round's conversation in the same workspace. The next subtask
 starts from the best round's workspace (restored from a snapshot when a later round scored
 worse). Each subtask gives one `TaskResult` with every round's grade, failed items and
-trajectory key. A policy that cannot be reached ends the whole task with `PolicyUnreachable`
-instead of scoring zero, so the caller retries later. How episodes run is behind
+trajectory key. A round that ended because a dependency was down (the trajectory's
+`Outcome.kind`: the policy or the sandbox unavailable) ends the whole task with a
+`DependencyUnavailable` (`PolicyUnreachable` for the policy) instead of scoring zero, so the
+caller waits for it and retries; a policy that refused the request is `PolicyRefused`. How episodes run is behind
 `EpisodeDriver` (rollout_client.py); how workspaces are made is behind `WorkspaceFactory`.
 """
 
@@ -24,7 +26,7 @@ from typing import Protocol
 from limi.evaluation.v1 import evaluation_pb2 as ev
 from limi.query.v1 import query_pb2
 from limi.trajectory.v1 import trajectory_pb2 as tp
-from limi_core.errors import Unavailable
+from limi_core.errors import DependencyUnavailable, FailedPrecondition
 from limi_evaluator.rubric import feedback_text, grade_subtask
 from limi_evaluator.suite import Suite, Task
 from limi_evaluator.workspace import Workspace, WorkspaceFactory
@@ -32,8 +34,15 @@ from limi_evaluator.workspace import Workspace, WorkspaceFactory
 log = logging.getLogger(__name__)
 
 
-class PolicyUnreachable(Unavailable):
+class PolicyUnreachable(DependencyUnavailable):
     """The policy did not answer (after the rollout's retries): the evaluation cannot go on now."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("policy", message)
+
+
+class PolicyRefused(FailedPrecondition):
+    """The policy under evaluation refused the rollout's requests: retrying will not help."""
 
 
 class EpisodeDriver(Protocol):
@@ -66,10 +75,16 @@ def tokens_since(trajectory: tp.Trajectory, first_step: int) -> int:
     return sum(s.usage.prompt_tokens + s.usage.completion_tokens for s in trajectory.steps[first_step:] if s.role == tp.ROLE_ASSISTANT)
 
 
-def check_policy_reached(trajectory: tp.Trajectory) -> None:
+def check_dependencies_answered(trajectory: tp.Trajectory) -> None:
+    """Raise when the round ended because a dependency failed rather than on the policy's merits."""
     outcome = trajectory.outcome
-    if outcome.status == tp.OUTCOME_STATUS_FAILED and outcome.reason.startswith(("policy unavailable", "policy rejected")):
-        raise PolicyUnreachable(f"the policy failed during the episode: {outcome.reason}")
+    match outcome.kind:
+        case tp.OUTCOME_KIND_POLICY_UNAVAILABLE:
+            raise PolicyUnreachable(f"the policy failed during the episode: {outcome.reason}")
+        case tp.OUTCOME_KIND_SANDBOX_UNAVAILABLE:
+            raise DependencyUnavailable("sandbox", f"the sandbox failed during the episode: {outcome.reason}")
+        case tp.OUTCOME_KIND_POLICY_REJECTED:
+            raise PolicyRefused(f"the policy refused the episode's requests: {outcome.reason}")
 
 
 class Harness:
@@ -113,7 +128,7 @@ class Harness:
                 query=query, session_id=workspace.session_id, system_prompt=suite.system_prompt, previous=previous,
                 feedback=feedback, request_id=f"{self._request_prefix}:{task.id}:{subtask.id}:{number}",
             )
-            check_policy_reached(trajectory)
+            check_dependencies_answered(trajectory)
             rubric = await grade_subtask(workspace, subtask, timeout_cap=self.check_timeout_cap)
             passed = rubric.grade >= pass_score
             key = trajectory_key(task.id, subtask.id, number)

@@ -8,8 +8,9 @@ the reference source: the canonical solution, or nothing for the bare prompt) an
 `TaskResult` (one round per sample, score = 10 * passed / n) and pass@k comes from scores.py.
 Tool-use mode turns each problem into a one-subtask task for the multi-round harness: the agent
 must write the function in `solution.py`; the hidden tests run in the sandbox as the rubric.
-Programs never run on the host. Network errors of the completion server end the run with
-`PolicyUnreachable` so that nothing is scored zero for an outage.
+Programs never run on the host. A completion server that does not answer (limi_core's policy
+client, after its retries) ends the run with `PolicyUnavailable`, a `DependencyUnavailable`, so
+that nothing is scored zero for an outage.
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ import pathlib
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-import httpx
-
 from limi.evaluation.v1 import evaluation_pb2 as ev
 from limi_core.errors import FailedPrecondition
-from limi_evaluator.harness import PolicyUnreachable
+from limi_core.policy_client import PolicyClient, PolicyRejected, Sampling
+from limi_core.retry import RetryPolicy
 from limi_evaluator.suite import Check, Subtask, Suite, Task
 from limi_evaluator.workspace import ExecOutcome, WorkspaceFactory
 
@@ -99,34 +99,20 @@ class OpenAICompletions:
     def __init__(self, endpoint: str, model: str, *, temperature: float, top_p: float, max_tokens: int = 512,
                  timeout_seconds: float = 300.0, attempts: int = 4) -> None:
         self.endpoint, self.model = endpoint.rstrip("/"), model
-        self.temperature, self.top_p, self.max_tokens = temperature, top_p, max_tokens
-        self.attempts = attempts
-        self._client = httpx.AsyncClient(timeout=timeout_seconds)
+        self.sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=STOP_SEQUENCES)
+        self._client = PolicyClient(endpoint, model, retry=RetryPolicy(attempts=attempts, first_backoff_seconds=0.5),
+                                    timeout_seconds=timeout_seconds)
 
     async def complete(self, problem: Problem, n: int) -> list[str]:
-        body = {"model": self.model, "prompt": problem.prompt, "max_tokens": self.max_tokens, "n": n,
-                "temperature": self.temperature, "top_p": self.top_p, "stop": list(STOP_SEQUENCES)}
-        delay = 0.5
-        for attempt in range(1, self.attempts + 1):
-            try:
-                response = await self._client.post(f"{self.endpoint}/completions", json=body)
-            except httpx.HTTPError as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 200:
-                    choices = sorted(response.json().get("choices", []), key=lambda c: c.get("index", 0))
-                    return [truncate_completion(c.get("text") or "") for c in choices][:n] + [""] * max(0, n - len(choices))
-                if 400 <= response.status_code < 500 and response.status_code != 429:
-                    # The server refused this prompt (too long, say): the samples fail, the run goes on.
-                    return [""] * n
-                reason = f"HTTP {response.status_code}: {response.text[:200]}"
-            if attempt < self.attempts:
-                await asyncio.sleep(delay)
-                delay *= 2
-        raise PolicyUnreachable(f"the completion server at {self.endpoint} did not answer after {self.attempts} attempts ({reason})")
+        try:
+            texts = await self._client.complete_text(problem.prompt, n=n, sampling=self.sampling)
+        except PolicyRejected:
+            # The server refused this prompt (too long, say): the samples fail, the run goes on.
+            return [""] * n
+        return [truncate_completion(text) for text in texts]
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
 def _failure(outcome: ExecOutcome) -> str:

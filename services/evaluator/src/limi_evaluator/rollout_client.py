@@ -4,13 +4,13 @@
 episode at the policy under evaluation (`endpoint`, `model`) with the evaluation's sampling and
 limits. Round 1 sends the query; later rounds send `continue_from` (the previous round's
 trajectory) and the rubric feedback, so the rollout continues the same conversation in the same
-workspace. A retried call reuses its request id, which the rollout answers once. An unreachable
-rollout service is `Unavailable`; a request it rejects is `InvalidArgument` with its reason.
+workspace. A call is retried with limi_core.retry (the same request id, which the rollout
+answers once). An unreachable rollout service is `DependencyUnavailable("rollout")`; a request
+it rejects is `InvalidArgument` with its reason.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
 import grpc
@@ -18,9 +18,8 @@ import grpc
 from limi.query.v1 import query_pb2
 from limi.rollout.v1 import rollout_pb2, rollout_pb2_grpc
 from limi.trajectory.v1 import trajectory_pb2 as tp
-from limi_core.errors import FailedPrecondition, InvalidArgument, Unavailable
-
-CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+from limi_core.errors import DependencyUnavailable, FailedPrecondition, InvalidArgument
+from limi_core.retry import RetryPolicy, TryAgain, client_channel, grpc_verdict, retrying
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +36,9 @@ class EpisodeSettings:
 
 class RolloutDriver:
     def __init__(self, address: str, settings: EpisodeSettings, *, attempts: int = 4) -> None:
-        self.address, self.settings, self.attempts = address, settings, attempts
-        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.address, self.settings = address, settings
+        self.retry = RetryPolicy(attempts=attempts, first_backoff_seconds=0.5, max_backoff_seconds=8.0)
+        self._channel = client_channel(address)
         self._stub = rollout_pb2_grpc.RolloutServiceStub(self._channel)
 
     def _request(self, query, session_id, system_prompt, previous, feedback, request_id) -> rollout_pb2.RunEpisodeRequest:
@@ -58,24 +58,26 @@ class RolloutDriver:
     async def run_round(self, *, query: query_pb2.Query, session_id: str, system_prompt: str,
                         previous: tp.Trajectory | None, feedback: str, request_id: str) -> tp.Trajectory:
         request = self._request(query, session_id, system_prompt, previous, feedback, request_id)
-        delay = 0.5
-        for attempt in range(1, self.attempts + 1):
+        what = f"rollout RunEpisode at {self.address}"
+
+        async def once(_attempt: int) -> tp.Trajectory:
             try:
                 return await self._stub.RunEpisode(request, timeout=self.settings.max_wall_seconds + 120)
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
-                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.attempts:
-                    await asyncio.sleep(delay)
-                    delay *= 2
-                    continue
-                message = f"rollout RunEpisode at {self.address} failed: {code.name}: {exc.details()}"
+                message = f"{what} failed: {code.name}: {exc.details()}"
                 if code == grpc.StatusCode.INVALID_ARGUMENT:
                     field, _, reason = (exc.details() or "").partition(": ")
                     raise InvalidArgument(field or "episode", reason or message) from None
-                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    raise Unavailable(message) from None
-                raise FailedPrecondition(message) from None
-        raise AssertionError("unreachable")
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise DependencyUnavailable("rollout", message) from None
+                raise grpc_verdict(exc, what) or FailedPrecondition(message) from None
+
+        return await retrying(once, self.retry, what=what, give_up=_unavailable)
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+def _unavailable(last: TryAgain, attempts: int) -> DependencyUnavailable:
+    return DependencyUnavailable("rollout", f"{last.problem} (after {attempts} attempts)")

@@ -1,10 +1,11 @@
 """Wiring of the evaluator service: servicer, store, sandbox and policy clients, checkpoint consumer.
 
-On start (once NATS is connected) a durable consumer takes `Checkpoint` events from
-`limi.checkpoints.saved`, one at a time (an evaluation holds a policy server and sandbox
-sessions), with heartbeats while it works. On stop it takes no new checkpoint and waits for the
-evaluation in flight up to the grace period; one cut off there is not acked and resumes, from
-its finished tasks, on the redelivery.
+On start (the scaffold has connected NATS) a supervised durable consumer takes `Checkpoint`
+events from `limi.checkpoints.saved`, one at a time (an evaluation holds a policy server and
+sandbox sessions), with heartbeats while it works. An evaluation that finds the policy, the
+sandbox or the rollout service down is held, uncharged, until they answer (limi_core.consumer).
+On stop it takes no new checkpoint and waits for the evaluation in flight up to the grace period;
+one cut off there is not acked and resumes, from its finished tasks, on the redelivery.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import grpc
 
 from limi.evaluator.v1 import evaluator_pb2, evaluator_pb2_grpc
 from limi_core import bus
-from limi_core.consumer import ConsumerSpec, EventConsumer
-from limi_core.service import BackgroundWork, BusConnection, run_main
+from limi_core.consumer import ConsumerSpec
+from limi_core.service import BusLink, ServiceContext, run_main
 from limi_evaluator import metrics
 from limi_evaluator.catalog import Catalog
 from limi_evaluator.checkpoints import CheckpointEvaluations
@@ -40,29 +41,25 @@ class EvaluatorApp:
         self.workspaces = SandboxWorkspaces(settings.sandbox_address, settings.sandbox_backend)
         self.evaluator = Evaluator(settings, self.store, Catalog(settings.benchmarks_dir, settings.suites_dir), self.workspaces)
         self.policies = PolicyProvider(settings)
-        self.connection: BusConnection | None = None
-        self.servicer = EvaluatorServicer(settings, self.evaluator, self.policies, lambda: self.connection and self.connection.publisher)
-        self.checkpoint_work = BackgroundWork("evaluator checkpoint intake")
+        self.bus = BusLink(self.name)
+        self.servicer = EvaluatorServicer(settings, self.evaluator, self.policies, lambda: self.bus.publisher)
 
     def register(self, server: grpc.aio.Server) -> None:
         evaluator_pb2_grpc.add_EvaluatorServiceServicer_to_server(self.servicer, server)
 
-    async def start(self, connection: BusConnection) -> None:
-        self.connection = connection
+    async def start(self, context: ServiceContext) -> None:
         if not self.settings.consume_checkpoints:
             return
-        handler = CheckpointEvaluations(self.evaluator, self.policies, connection.publisher, self.settings.benchmarks,
+        handler = CheckpointEvaluations(self.evaluator, self.policies, self.bus.publisher, self.settings.benchmarks,
                                         final_only=self.settings.final_checkpoints_only)
         spec = ConsumerSpec(
             bus.stream_for(bus.CHECKPOINTS_SAVED).name, "evaluator", bus.CHECKPOINTS_SAVED,
             ack_wait_seconds=self.settings.ack_wait_seconds, max_deliver=self.settings.max_deliver,
             backoff_seconds=self.settings.redelivery_backoff_seconds, concurrency=1, fetch_batch=1,
         )
-        consumer = EventConsumer(connection.js, spec, handler.handle, publisher=connection.publisher, payloads=connection.payloads)
-        self.checkpoint_work.start(consumer.run(self.checkpoint_work.stop_requested))
+        context.consume(spec, handler.handle)
 
     async def stop(self, grace_seconds: float) -> None:
-        await self.checkpoint_work.stop(grace_seconds)
         await self.workspaces.close()
         self.store.close()
 

@@ -7,9 +7,10 @@ message becomes a `Step` of the episode's `Trajectory` as it happens, with timin
 usage, and is offered to watchers. A malformed tool call goes back to the model as a tool error
 and is recorded; it never ends the episode. `correct()` queues a person's message for the next
 turn boundary; `add_feedback()` plus another `run()` continues a finished episode in the same
-workspace (the multi-round feedback hook). The policy failing after its retries ends the episode
-FAILED with `retryable` set; the caller decides whether to run it again. Publishing is not done
-here.
+workspace (the multi-round feedback hook). Every end sets `Outcome.kind` (the contract's enum)
+beside the sentence in `Outcome.reason`: the policy or the sandbox failing after their retries
+ends the episode FAILED with kind POLICY_UNAVAILABLE or SANDBOX_UNAVAILABLE, and the caller
+decides whether to run it again. Publishing is not done here.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from limi.query.v1 import query_pb2
 from limi.trajectory.v1 import trajectory_pb2 as tp
 from limi_core.errors import FailedPrecondition
+from limi_core.policy_client import PolicyClient, PolicyRejected, PolicyTurn, PolicyUnavailable, Sampling
+from limi_core.sandbox_client import SandboxUnavailable
 from limi_rollout import metrics
-from limi_rollout.policy import PolicyClient, PolicyRejected, PolicyTurn, PolicyUnavailable, Sampling
 from limi_rollout.tools import ToolBox, ToolCallChecker, ToolCallError, ToolOutcome
 
 
@@ -97,12 +99,12 @@ class Episode:
         self.episode_id = episode_id
         self.policy, self.toolbox, self.sampling, self.limits = policy, toolbox, sampling, limits
         self.checker = ToolCallChecker(toolbox.tools())
-        self.retryable = False
         self._corrections: list[tuple[str, str]] = []
         self._watchers: set[asyncio.Queue] = set()
         self._running = False
         self.done = asyncio.Event()
         self.model_seconds = self.tool_seconds = 0.0
+        self._turns = 0
         # Per turn: seconds spent neither waiting for the model nor in tools (our own overhead).
         self.turn_overheads: list[float] = []
         self.trajectory = tp.Trajectory()
@@ -184,42 +186,49 @@ class Episode:
         self.model_seconds = self.tool_seconds = 0.0
         metrics.EPISODES_ACTIVE.inc()
         started = time.perf_counter()
-        turns = 0
+        self._turns = 0
         try:
             async with asyncio.timeout(self.limits.max_wall_seconds):
-                status, reason, turns = await self._loop()
+                status, kind, reason = await self._loop()
         except TimeoutError:
-            status, reason = tp.OUTCOME_STATUS_ABORTED, f"wall-time limit of {self.limits.max_wall_seconds:g} s reached"
+            status, kind, reason = (tp.OUTCOME_STATUS_ABORTED, tp.OUTCOME_KIND_LIMIT_REACHED,
+                                    f"wall-time limit of {self.limits.max_wall_seconds:g} s reached")
+        except PolicyUnavailable as exc:
+            status, kind, reason = tp.OUTCOME_STATUS_FAILED, tp.OUTCOME_KIND_POLICY_UNAVAILABLE, f"policy unavailable: {exc}"
+        except PolicyRejected as exc:
+            status, kind, reason = tp.OUTCOME_STATUS_FAILED, tp.OUTCOME_KIND_POLICY_REJECTED, f"policy rejected the request: {exc}"
+        except SandboxUnavailable as exc:
+            status, kind, reason = tp.OUTCOME_STATUS_FAILED, tp.OUTCOME_KIND_SANDBOX_UNAVAILABLE, f"sandbox unavailable: {exc}"
         except asyncio.CancelledError:
-            self._finish(tp.OUTCOME_STATUS_ABORTED, "cancelled", started, turns)
+            self._finish(tp.OUTCOME_STATUS_ABORTED, tp.OUTCOME_KIND_CANCELLED, "cancelled", started)
             raise
-        self._finish(status, reason, started, turns)
+        self._finish(status, kind, reason, started)
         return self.trajectory
 
-    async def _loop(self) -> tuple[int, str, int]:
-        turns = 0
+    @property
+    def unavailable_dependency(self) -> str:
+        """"policy" or "sandbox" when the episode ended because that dependency was down, else ""."""
+        return {tp.OUTCOME_KIND_POLICY_UNAVAILABLE: "policy", tp.OUTCOME_KIND_SANDBOX_UNAVAILABLE: "sandbox"}.get(
+            self.trajectory.outcome.kind, "")
+
+    async def _loop(self) -> tuple[int, int, str]:
         while True:
             self._inject_corrections()
-            if turns >= self.limits.max_turns:
-                return tp.OUTCOME_STATUS_ABORTED, f"turn limit of {self.limits.max_turns} reached", turns
+            if self._turns >= self.limits.max_turns:
+                return tp.OUTCOME_STATUS_ABORTED, tp.OUTCOME_KIND_LIMIT_REACHED, f"turn limit of {self.limits.max_turns} reached"
             turn_started, model_before, tool_before = time.perf_counter(), self.model_seconds, self.tool_seconds
-            try:
-                turn = await self._ask_policy()
-            except PolicyUnavailable as exc:
-                self.retryable = True
-                return tp.OUTCOME_STATUS_FAILED, f"policy unavailable: {exc}", turns
-            except PolicyRejected as exc:
-                return tp.OUTCOME_STATUS_FAILED, f"policy rejected the request: {exc}", turns
-            turns += 1
+            turn = await self._ask_policy()
+            self._turns += 1
             await self._run_tool_calls(turn)
             waited = (self.model_seconds - model_before) + (self.tool_seconds - tool_before)
             self.turn_overheads.append(max(0.0, time.perf_counter() - turn_started - waited))
             if turn.prompt_tokens + turn.completion_tokens >= self.limits.max_context_tokens:
-                return tp.OUTCOME_STATUS_ABORTED, f"context limit of {self.limits.max_context_tokens} tokens reached", turns
+                return (tp.OUTCOME_STATUS_ABORTED, tp.OUTCOME_KIND_LIMIT_REACHED,
+                        f"context limit of {self.limits.max_context_tokens} tokens reached")
             if not turn.tool_calls and not self._corrections:
                 if turn.finish_reason == "length":
-                    return tp.OUTCOME_STATUS_ABORTED, "the answer was cut at max_tokens", turns
-                return tp.OUTCOME_STATUS_COMPLETED, "the policy answered without tool calls", turns
+                    return tp.OUTCOME_STATUS_ABORTED, tp.OUTCOME_KIND_LIMIT_REACHED, "the answer was cut at max_tokens"
+                return tp.OUTCOME_STATUS_COMPLETED, tp.OUTCOME_KIND_ANSWERED, "the policy answered without tool calls"
 
     async def _ask_policy(self) -> PolicyTurn:
         started_at = _now()
@@ -280,9 +289,11 @@ class Episode:
         for queue in self._watchers:
             queue.put_nowait(stored)
 
-    def _finish(self, status: int, reason: str, started: float, turns: int) -> None:
+    def _finish(self, status: int, kind: int, reason: str, started: float) -> None:
+        turns = self._turns
         self._running = False
-        self.trajectory.outcome.status, self.trajectory.outcome.reason = status, reason
+        outcome = self.trajectory.outcome
+        outcome.status, outcome.kind, outcome.reason = status, kind, reason
         self.trajectory.finished_at.CopyFrom(_now())
         wall = time.perf_counter() - started
         metrics.EPISODES_ACTIVE.dec()

@@ -4,9 +4,13 @@ For each wanted episode of a query the trajectory's message id is deterministic
 (`trajectory:<query set>:<query>:<n>`), so a redelivered query that already published stores no
 second copy, and a local ledger skips episodes already published before a crash. A rollout
 killed mid-episode publishes nothing for it: the broker redelivers the query (heartbeats stop)
-and the episode runs again as the next attempt. An episode whose policy was unavailable is
-retried on a later delivery; after `max_attempts` the query's missing episodes are published as
-FAILED trajectories, never as COMPLETED. Only whole, finished trajectories are published.
+and the episode runs again as the next attempt; after `max_attempts` deliveries the query's
+missing episodes are published as FAILED trajectories (kind TASK_FAILED), never as COMPLETED.
+An episode that ended because the policy or the sandbox was down (its `Outcome.kind` says so)
+is not the query's failure: the handler raises `DependencyUnavailable`, the consumer holds the
+query without charging it an attempt, and the episode runs again from the start once the
+dependency answers. Workspace files the sandbox refuses fail the query at once (TASK_FAILED).
+Only whole, finished trajectories are published.
 """
 
 from __future__ import annotations
@@ -17,18 +21,15 @@ from limi.query.v1 import query_pb2
 from limi.trajectory.v1 import trajectory_pb2 as tp
 from limi_core import bus
 from limi_core.consumer import Delivery, PoisonMessage
+from limi_core.errors import DependencyUnavailable, InvalidArgument
 from limi_core.events import EventPublisher, event_id
 from limi_core.idempotency import IdempotentSink
+from limi_core.policy_client import Sampling
 from limi_rollout import metrics
 from limi_rollout.episode import EpisodeLimits, _now
-from limi_rollout.policy import Sampling
 from limi_rollout.runner import EpisodeRequest, EpisodeRunner
 
 log = logging.getLogger(__name__)
-
-
-class RetryLater(Exception):
-    """The episode failed for a reason a later attempt may not have (the policy was down)."""
 
 
 def trajectory_msg_id(task: query_pb2.QueryTask, index: int) -> str:
@@ -60,37 +61,42 @@ class QueryIntake:
         if not task.query.id or not task.query.text.strip():
             raise PoisonMessage("a QueryTask needs query.id and query.text")
         attempt = delivery.deliveries
-        retry = False
         for index in range(max(1, task.episodes)):
             msg_id = trajectory_msg_id(task, index)
             if self.ledger.applied(msg_id):
                 continue
             if attempt > self.max_attempts:
-                trajectory = self._gave_up(task, index, attempt)
+                trajectory = self._failed(task, index, attempt, f"no finished episode after {self.max_attempts} attempts "
+                                                                "(the rollout crashed or stopped during each)")
             else:
-                episode = await self.runner.run(
-                    EpisodeRequest(
-                        query=task.query, system_prompt=self.system_prompt, sampling=self.sampling, limits=self.limits,
-                        episode_id=episode_id_for(task, index, attempt), attempt=attempt, query_set_id=task.query_set_id,
-                    )
-                )
-                if episode.retryable and attempt < self.max_attempts:
-                    log.warning("episode will be retried", extra={"fields": {"query": task.query.id, "attempt": attempt, "reason": episode.trajectory.outcome.reason}})
-                    retry = True
-                    continue
-                trajectory = episode.trajectory
+                trajectory = await self._run_episode(task, index, attempt)
             await self.publisher.publish(bus.TRAJECTORIES_RECORDED, trajectory, msg_id)
             self.ledger.apply_once(msg_id, lambda _db: None)
             metrics.TRAJECTORIES_PUBLISHED.labels(tp.OutcomeStatus.Name(trajectory.outcome.status).removeprefix("OUTCOME_STATUS_").lower()).inc()
-        if retry:
-            raise RetryLater(f"query {task.query.id}: an episode failed on attempt {attempt} of {self.max_attempts}")
 
-    def _gave_up(self, task: query_pb2.QueryTask, index: int, attempt: int) -> tp.Trajectory:
+    async def _run_episode(self, task: query_pb2.QueryTask, index: int, attempt: int) -> tp.Trajectory:
+        """The finished episode's trajectory.
+
+        Raises:
+            DependencyUnavailable: the policy or the sandbox was down; the episode must run again.
+        """
+        request = EpisodeRequest(
+            query=task.query, system_prompt=self.system_prompt, sampling=self.sampling, limits=self.limits,
+            episode_id=episode_id_for(task, index, attempt), attempt=attempt, query_set_id=task.query_set_id,
+        )
+        try:
+            episode = await self.runner.run(request)
+        except InvalidArgument as exc:
+            return self._failed(task, index, attempt, f"the query cannot run: {exc}")
+        if episode.unavailable_dependency:
+            raise DependencyUnavailable(episode.unavailable_dependency, f"query {task.query.id}: {episode.trajectory.outcome.reason}")
+        return episode.trajectory
+
+    def _failed(self, task: query_pb2.QueryTask, index: int, attempt: int, reason: str) -> tp.Trajectory:
         trajectory = tp.Trajectory(id=episode_id_for(task, index, attempt))
         trajectory.lineage.query_id, trajectory.lineage.attempt, trajectory.lineage.query_set_id = task.query.id, attempt, task.query_set_id
         trajectory.lineage.episode_id = trajectory.id
-        trajectory.outcome.status = tp.OUTCOME_STATUS_FAILED
-        trajectory.outcome.reason = f"no finished episode after {self.max_attempts} attempts (the rollout crashed or the policy was unavailable)"
+        trajectory.outcome.status, trajectory.outcome.kind, trajectory.outcome.reason = tp.OUTCOME_STATUS_FAILED, tp.OUTCOME_KIND_TASK_FAILED, reason
         trajectory.steps.add(index=0, role=tp.ROLE_USER, content=task.query.text, started_at=_now())
         trajectory.started_at.CopyFrom(_now())
         trajectory.finished_at.CopyFrom(trajectory.started_at)

@@ -20,8 +20,8 @@ from typing import Protocol
 from limi.query.v1 import query_pb2
 from limi.trajectory.v1 import trajectory_pb2 as tp
 from limi_core.errors import NotFound
+from limi_core.policy_client import PolicyClient, Sampling
 from limi_rollout.episode import Episode, EpisodeLimits
-from limi_rollout.policy import PolicyClient, Sampling
 from limi_rollout.tools import ToolBox
 
 

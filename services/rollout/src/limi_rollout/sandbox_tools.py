@@ -1,12 +1,13 @@
-"""Tools backed by the sandbox service: one sandbox session per episode, reached over gRPC.
+"""Tools backed by the sandbox service: one sandbox session per episode, through limi_core's client.
 
 `SandboxToolBoxFactory.open(files)` creates a session whose workspace starts with the query's
 files, `attach(id)` binds to an existing one as it is; the toolbox offers exactly the tools the
 sandbox lists (ListTools) that this module knows how to call, and turns each call into the
-matching RPC. Results are rendered as text for the model: command output with its exit code
-and flags. A sandbox error (a bad path, a missing file) is a tool error the model sees;
-workspace files the sandbox refuses raise `InvalidArgument`; a sandbox that cannot be reached
-raises `Unavailable`.
+matching request of `limi_core.sandbox_client.SandboxClient` (which retries the transient
+answers). Results are rendered as text for the model: command output with its exit code and
+flags. A request the sandbox refuses (a bad path, a missing file, its limits) is a tool error
+the model sees; workspace files the sandbox refuses raise `InvalidArgument`; a sandbox that
+cannot be reached, or that no longer holds the episode's session, raises `SandboxUnavailable`.
 """
 
 from __future__ import annotations
@@ -18,22 +19,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
 
 from limi.query.v1 import query_pb2
-from limi.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
-from limi_core.errors import InvalidArgument, Unavailable
-from limi_core.sandbox_exec import collect_exec
+from limi.sandbox.v1 import sandbox_pb2
+from limi_core.errors import InvalidArgument
+from limi_core.sandbox_client import ExecOutput, SandboxBusy, SandboxClient, SandboxRefused, SandboxUnavailable
 from limi_rollout.tools import ToolOutcome
 
 log = logging.getLogger(__name__)
-
-# gRPC codes that mean "the call was wrong", which the model should see and can fix.
-MODEL_FIXABLE = {
-    grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
 
 
 def render_exec(stdout: bytes, stderr: bytes, result: sandbox_pb2.ExecResult) -> str:
@@ -51,8 +44,8 @@ def render_exec(stdout: bytes, stderr: bytes, result: sandbox_pb2.ExecResult) ->
 
 
 class SandboxToolBox:
-    def __init__(self, stub: sandbox_pb2_grpc.SandboxServiceStub, session: sandbox_pb2.Session, tools: list[dict]) -> None:
-        self._stub, self._session = stub, session
+    def __init__(self, client: SandboxClient, session: sandbox_pb2.Session, tools: list[dict]) -> None:
+        self._client = client
         self.backend, self.image, self.session_id = session.backend, session.image, session.id
         self._tools = tools
 
@@ -60,18 +53,24 @@ class SandboxToolBox:
         return self._tools
 
     async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        """Run one tool call; a refusal is the model's to see, an unreachable sandbox raises.
+
+        Raises:
+            SandboxUnavailable: the sandbox did not answer, or no longer holds this session.
+        """
         started = time.perf_counter()
         try:
-            outcome = await _CALLS[name](self, arguments)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in MODEL_FIXABLE:
-                return ToolOutcome(output=f"error: {exc.details()}", exit_code=-1, is_error=True, error=exc.details() or "",
-                                   duration_seconds=time.perf_counter() - started)
-            raise Unavailable(f"sandbox call {name} failed: {exc.code().name}: {exc.details()}") from exc
-        return outcome
+            return await _CALLS[name](self, arguments)
+        except (SandboxRefused, SandboxBusy) as exc:
+            if isinstance(exc, SandboxRefused) and exc.code == grpc.StatusCode.NOT_FOUND and not await self._client.session_exists(self.session_id):
+                raise SandboxUnavailable(f"the sandbox at {self._client.address} no longer holds session {self.session_id} "
+                                         "(it restarted or reaped it)") from exc
+            details = exc.details if isinstance(exc, SandboxRefused) else str(exc)
+            return ToolOutcome(output=f"error: {details}", exit_code=-1, is_error=True, error=details,
+                               duration_seconds=time.perf_counter() - started)
 
-    async def _stream(self, events) -> ToolOutcome:
-        output = await collect_exec(events)
+    @staticmethod
+    def _command(output: ExecOutput) -> ToolOutcome:
         result = output.result or sandbox_pb2.ExecResult()
         return ToolOutcome(
             output=render_exec(output.stdout, output.stderr, result), exit_code=result.exit_code,
@@ -79,48 +78,36 @@ class SandboxToolBox:
         )
 
     async def _shell(self, a: dict) -> ToolOutcome:
-        request = sandbox_pb2.ExecRequest(session_id=self.session_id, command=a["command"])
-        if a.get("timeout"):
-            request.timeout.CopyFrom(duration_pb2.Duration(seconds=int(a["timeout"])))
-        return await self._stream(self._stub.Exec(request))
+        return self._command(await self._client.exec(self.session_id, a["command"], int(a.get("timeout") or 0) or None))
 
     async def _python(self, a: dict) -> ToolOutcome:
-        request = sandbox_pb2.RunPythonRequest(session_id=self.session_id, code=a["code"])
-        if a.get("timeout"):
-            request.timeout.CopyFrom(duration_pb2.Duration(seconds=int(a["timeout"])))
-        return await self._stream(self._stub.RunPython(request))
+        return self._command(await self._client.run_python(self.session_id, a["code"], int(a.get("timeout") or 0) or None))
 
     async def _read_file(self, a: dict) -> ToolOutcome:
-        reply = await self._stub.ReadFile(sandbox_pb2.ReadFileRequest(
-            session_id=self.session_id, path=a["path"], offset=int(a.get("offset") or 0), limit=int(a.get("limit") or 0)))
+        reply = await self._client.read_file(self.session_id, a["path"], int(a.get("offset") or 0), int(a.get("limit") or 0))
         text = reply.content.decode("utf-8", errors="replace")
         return ToolOutcome(output=text + ("\n[file truncated]" if reply.truncated else ""), truncated=reply.truncated)
 
     async def _write_file(self, a: dict) -> ToolOutcome:
-        reply = await self._stub.WriteFile(sandbox_pb2.WriteFileRequest(session_id=self.session_id, path=a["path"], content=a["content"].encode()))
+        reply = await self._client.write_file(self.session_id, a["path"], a["content"].encode())
         return ToolOutcome(output=f"wrote {reply.bytes_written} bytes to {a['path']}")
 
     async def _edit_file(self, a: dict) -> ToolOutcome:
-        reply = await self._stub.EditFile(sandbox_pb2.EditFileRequest(
-            session_id=self.session_id, path=a["path"], old_text=a["old_text"], new_text=a["new_text"]))
+        reply = await self._client.edit_file(self.session_id, a["path"], a["old_text"], a["new_text"])
         return ToolOutcome(output=f"edited {a['path']} ({reply.replacements} replacement)")
 
     async def _list_dir(self, a: dict) -> ToolOutcome:
-        reply = await self._stub.ListDir(sandbox_pb2.ListDirRequest(session_id=self.session_id, path=a.get("path") or "."))
+        reply = await self._client.list_dir(self.session_id, a.get("path") or ".")
         lines = [f"{e.name}/" if e.is_dir else f"{e.name}  ({e.size} bytes)" for e in reply.entries]
         return ToolOutcome(output="\n".join(lines) or "(empty)")
 
     async def _search(self, a: dict) -> ToolOutcome:
-        reply = await self._stub.Search(sandbox_pb2.SearchRequest(
-            session_id=self.session_id, pattern=a["pattern"], path=a.get("path") or ".", max_results=int(a.get("max_results") or 0)))
+        reply = await self._client.search(self.session_id, a["pattern"], a.get("path") or ".", int(a.get("max_results") or 0))
         lines = [f"{m.path}:{m.line}: {m.text}" for m in reply.matches]
         return ToolOutcome(output="\n".join(lines) or "(no matches)", truncated=reply.truncated)
 
     async def close(self) -> None:
-        try:
-            await self._stub.CloseSession(sandbox_pb2.CloseSessionRequest(session_id=self.session_id), timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            log.warning("closing sandbox session %s failed: %s", self.session_id, exc.details())
+        await self._client.close_session(self.session_id)
 
 
 _CALLS = {
@@ -136,18 +123,13 @@ _CALLS = {
 
 class SandboxToolBoxFactory:
     def __init__(self, address: str, backend: str = "bwrap") -> None:
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = sandbox_pb2_grpc.SandboxServiceStub(self._channel)
-        self._backend = backend
+        self._client = SandboxClient(address, backend)
         self._tools: list[dict] | None = None
         self.address = address
 
     async def _known_tools(self) -> list[dict]:
         if self._tools is None:
-            try:
-                reply = await self._stub.ListTools(sandbox_pb2.ListToolsRequest(), timeout=30)
-            except grpc.aio.AioRpcError as exc:
-                raise Unavailable(f"the sandbox service at {self.address} did not list its tools: {exc.code().name}") from exc
+            reply = await self._client.list_tools()
             listed = [json.loads(text) for text in reply.tools_json]
             unknown = sorted(t["function"]["name"] for t in listed if t["function"]["name"] not in _CALLS)
             if unknown:
@@ -157,19 +139,17 @@ class SandboxToolBoxFactory:
 
     async def open(self, files: Sequence[query_pb2.WorkspaceFile] = ()) -> SandboxToolBox:
         tools = await self._known_tools()
-        request = sandbox_pb2.CreateSessionRequest(
-            backend=self._backend, files=[sandbox_pb2.File(path=f.path, content=f.content, mode=f.mode) for f in files])
         try:
-            session = await self._stub.CreateSession(request, timeout=60)
-        except grpc.aio.AioRpcError as exc:
-            if files and exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidArgument("query.workspace_files", f"the sandbox refused them: {exc.details()}") from exc
-            raise Unavailable(f"the sandbox service at {self.address} could not create a session: {exc.code().name}: {exc.details()}") from exc
-        return SandboxToolBox(self._stub, session, tools)
+            session = await self._client.create_session([(f.path, f.content, f.mode) for f in files], timeout=60)
+        except SandboxRefused as exc:
+            if files and exc.code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidArgument("query.workspace_files", f"the sandbox refused them: {exc.details}") from exc
+            raise
+        return SandboxToolBox(self._client, session, tools)
 
     async def attach(self, session_id: str) -> SandboxToolBox:
         tools = await self._known_tools()
-        return SandboxToolBox(self._stub, sandbox_pb2.Session(id=session_id, backend=self._backend), tools)
+        return SandboxToolBox(self._client, sandbox_pb2.Session(id=session_id, backend=self._client.backend), tools)
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._client.close()

@@ -1,4 +1,9 @@
-"""The rollout service's gRPC servicer: validation at the edge, then the runner and the registry."""
+"""The rollout service's gRPC servicer: validation at the edge, then the runner and the registry.
+
+Every request is checked against the field tables below first (ids, numeric ranges, an http(s)
+endpoint, workspace file paths that stay inside the workspace), then against the rules that tie
+fields together (a continued round needs feedback and its sandbox session).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,51 @@ import collections
 import dataclasses
 import hashlib
 
+from limi.query.v1 import query_pb2
 from limi.rollout.v1 import rollout_pb2, rollout_pb2_grpc
 from limi.trajectory.v1 import trajectory_pb2 as tp
 from limi_core import bus
 from limi_core.errors import InvalidArgument
-from limi_core.events import EventPublisher, event_id
+from limi_core.events import event_id
+from limi_core.policy_client import PolicyClient, Sampling
+from limi_core.request_checks import (
+    IDENTIFIER, MAX_PATH_CHARS, REQUIRED_IDENTIFIER, Between, Each, Entries, Known, Text, TimesInRange, Url, check_fields,
+)
+from limi_core.retry import RetryPolicy
+from limi_core.service import BusLink
 from limi_rollout.episode import EpisodeLimits
-from limi_rollout.policy import PolicyClient, RetryPolicy, Sampling
 from limi_rollout.runner import EpisodeRequest, EpisodeRunner
+
+
+MAX_TEXT_BYTES = 1024 * 1024
+
+
+def _workspace_path(field: str, path: str) -> None:
+    parts = path.split("/")
+    if not path or len(path) > MAX_PATH_CHARS or path.startswith("/") or "\x00" in path or any(p in ("", ".", "..") for p in parts):
+        raise InvalidArgument(field, "must be a relative path inside the workspace, without empty, '.' or '..' parts")
+
+
+def _workspace_file(field: str, file: query_pb2.WorkspaceFile) -> None:
+    _workspace_path(f"{field}.path", file.path)
+    if file.mode > 0o7777:
+        raise InvalidArgument(f"{field}.mode", f"must be permission bits (at most 0o7777), got {file.mode:#o}")
+
+
+RUN_EPISODE = {
+    "query.id": IDENTIFIER, "query.text": Text(MAX_TEXT_BYTES), "query.source": Known(query_pb2.QuerySource),
+    "query.category": Known(query_pb2.QueryCategory), "query.labels": Entries(key=IDENTIFIER, value=Text(64 * 1024)),
+    "query.workspace_files": Each(_workspace_file), "system_prompt": Text(MAX_TEXT_BYTES), "endpoint": Url(), "model": IDENTIFIER,
+    "sampling.temperature": Between(0, 2), "sampling.top_p": Between(0, 1), "sampling.max_tokens": Between(0, 10_000_000),
+    "sampling.stop": Each(Text(1024), max_items=16),
+    "limits.max_turns": Between(0, 10_000), "limits.max_context_tokens": Between(0, 100_000_000),
+    "limits.max_wall_seconds": Between(0, 7 * 24 * 3600), "limits.max_tool_output_bytes": Between(0, 64 * 1024 * 1024),
+    "sandbox_session_id": IDENTIFIER, "request_id": IDENTIFIER, "continue_from": TimesInRange(), "continue_from.id": IDENTIFIER,
+    "continue_from.sandbox.session_id": IDENTIFIER, "continue_from.lineage.query_id": IDENTIFIER,
+    "continue_from.lineage.episode_id": IDENTIFIER, "feedback": Text(MAX_TEXT_BYTES), "feedback_author": IDENTIFIER, "episode_id": IDENTIFIER,
+}
+CORRECT = {"episode_id": REQUIRED_IDENTIFIER, "text": Text(MAX_TEXT_BYTES, required=True), "author": IDENTIFIER}
+WATCH_EPISODE = {"episode_id": REQUIRED_IDENTIFIER}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,19 +65,21 @@ class Defaults:
     sampling: Sampling
     limits: EpisodeLimits
     retry: RetryPolicy
+    policy_timeout_seconds: float = 300.0
 
 
 class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
-    def __init__(self, runner: EpisodeRunner, defaults: Defaults, publisher_ref) -> None:
+    def __init__(self, runner: EpisodeRunner, defaults: Defaults, bus: BusLink) -> None:
         self.runner, self.defaults = runner, defaults
-        self._publisher_ref = publisher_ref  # a callable returning the EventPublisher once NATS is up
+        self._bus = bus
         self._by_request: collections.OrderedDict[str, asyncio.Future] = collections.OrderedDict()
 
     async def RunEpisode(self, request: rollout_pb2.RunEpisodeRequest, context) -> tp.Trajectory:
         episode_request = self._episode_request(request)
         if request.request_id and request.request_id in self._by_request:
             return await asyncio.shield(self._by_request[request.request_id])
-        policy = PolicyClient(request.endpoint, request.model or self.runner.policy.model, retry=self.defaults.retry) if request.endpoint else None
+        policy = PolicyClient(request.endpoint, request.model or self.runner.policy.model, retry=self.defaults.retry,
+                              timeout_seconds=self.defaults.policy_timeout_seconds) if request.endpoint else None
         work = asyncio.ensure_future(self._run(episode_request, policy, request))
         if request.request_id:
             self._by_request[request.request_id] = work
@@ -50,11 +94,11 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
             if policy is not None:
                 await policy.close()
         if request.publish:
-            publisher: EventPublisher = self._publisher_ref()
-            await publisher.publish(bus.TRAJECTORIES_RECORDED, episode.trajectory, event_id("trajectory", "rpc", request.request_id or episode.episode_id))
+            await self._bus.publisher.publish(bus.TRAJECTORIES_RECORDED, episode.trajectory, event_id("trajectory", "rpc", request.request_id or episode.episode_id))
         return episode.trajectory
 
     def _episode_request(self, request: rollout_pb2.RunEpisodeRequest) -> EpisodeRequest:
+        check_fields(request, RUN_EPISODE)
         continuing = request.HasField("continue_from")
         if not continuing and not request.query.text.strip():
             raise InvalidArgument("query.text", "must not be empty")
@@ -62,15 +106,9 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
             raise InvalidArgument("feedback", "is required when continue_from is set")
         if continuing and not (request.sandbox_session_id or request.continue_from.sandbox.session_id):
             raise InvalidArgument("continue_from.sandbox.session_id", "must name the sandbox session of the round being continued")
-        if request.endpoint and not request.endpoint.startswith(("http://", "https://")):
-            raise InvalidArgument("endpoint", f"must be an http(s) URL, got {request.endpoint!r}")
         sampling = self.defaults.sampling
         if request.HasField("sampling"):
             s = request.sampling
-            if not 0 <= s.temperature <= 2:
-                raise InvalidArgument("sampling.temperature", "must be between 0 and 2")
-            if not 0 <= s.top_p <= 1:
-                raise InvalidArgument("sampling.top_p", "must be between 0 and 1")
             sampling = Sampling(
                 temperature=s.temperature, top_p=s.top_p or sampling.top_p, max_tokens=s.max_tokens or sampling.max_tokens,
                 seed=s.seed or None, stop=tuple(s.stop),
@@ -78,9 +116,6 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
         limits = self.defaults.limits
         if request.HasField("limits"):
             l = request.limits
-            for name in ("max_turns", "max_context_tokens", "max_wall_seconds", "max_tool_output_bytes"):
-                if getattr(l, name) < 0:
-                    raise InvalidArgument(f"limits.{name}", "must not be negative")
             limits = EpisodeLimits(
                 max_turns=l.max_turns or limits.max_turns,
                 max_context_tokens=l.max_context_tokens or limits.max_context_tokens,
@@ -105,16 +140,12 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
         )
 
     async def Correct(self, request: rollout_pb2.CorrectRequest, context) -> rollout_pb2.CorrectResponse:
-        if not request.episode_id:
-            raise InvalidArgument("episode_id", "must not be empty")
-        if not request.text.strip():
-            raise InvalidArgument("text", "must not be empty")
+        check_fields(request, CORRECT)
         after = self.runner.get(request.episode_id).correct(request.text, request.author or "human")
         return rollout_pb2.CorrectResponse(after_step=after)
 
     async def WatchEpisode(self, request: rollout_pb2.WatchEpisodeRequest, context):
-        if not request.episode_id:
-            raise InvalidArgument("episode_id", "must not be empty")
+        check_fields(request, WATCH_EPISODE)
         episode = self.runner.get(request.episode_id)
         async for step in episode.watch():
             yield step

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import jsonschema
 
-from limi_rollout.policy import RawToolCall
+from limi_core.policy_client import RawToolCall
 
 
 @dataclasses.dataclass(frozen=True)

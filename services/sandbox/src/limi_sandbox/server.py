@@ -1,10 +1,11 @@
 """Wiring of the sandbox service: backends, session manager and servicer on the shared scaffold.
 
 `build_app(settings)` returns a `SandboxApp` (limi_core.service.ServiceApp): it registers the
-servicer at once, and in `start()` (after NATS is connected) prepares the runtime folder and the
-backends, checks that the default backend starts a sandbox, and fills the warm pools; health turns
-SERVING only then. `stop()` refuses new sessions and closes every sandbox. The service neither
-publishes nor consumes events. `build_backends()` is also used by tests and the benchmark.
+servicer at once, and in `start()` prepares the runtime folder and the backends, checks that the
+default backend starts a sandbox, and fills the warm pools; readiness turns SERVING only then.
+`stop()` refuses new sessions and closes every sandbox. The service neither publishes nor
+consumes events, so its `bus` is None: it never connects to NATS and a NATS outage does not
+touch its health. `build_backends()` is also used by tests and the benchmark.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import grpc
 
 from limi.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from limi_core.errors import Unavailable
-from limi_core.service import BusConnection, StartupError, run_main
+from limi_core.exit_codes import EXIT_PRECONDITION
+from limi_core.service import ServiceContext, StartupError, run_main
 from limi_sandbox.backends import Backend
 from limi_sandbox.backends.bwrap import BwrapBackend
 from limi_sandbox.backends.gvisor import GvisorBackend
@@ -45,12 +47,10 @@ def build_backends(settings: SandboxSettings, runtime: LocalRuntime) -> dict[str
     return backends
 
 
-EXIT_NO_SANDBOX = 5
-
-
 class SandboxApp:
     name = "sandbox"
     service_names = (sandbox_pb2.DESCRIPTOR.services_by_name["SandboxService"].full_name,)
+    bus = None  # no events in or out: SERVING does not wait for NATS
 
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
@@ -60,18 +60,18 @@ class SandboxApp:
     def register(self, server: grpc.aio.Server) -> None:
         sandbox_pb2_grpc.add_SandboxServiceServicer_to_server(self.servicer, server)
 
-    async def start(self, connection: BusConnection | None) -> None:
+    async def start(self, context: ServiceContext) -> None:
         s = self.settings
         self.runtime = LocalRuntime(s.runtime_dir, s.use_cgroups, s.sandbox_uid_base, s.sandbox_uid_count)
         try:
             manager = SessionManager(s, build_backends(s, self.runtime))
         except Unavailable as exc:
-            raise StartupError(str(exc), EXIT_NO_SANDBOX) from None
+            raise StartupError(str(exc), EXIT_PRECONDITION) from None
         try:
             await manager.start()
         except Unavailable as exc:
             await manager.stop()
-            raise StartupError(str(exc), EXIT_NO_SANDBOX) from None
+            raise StartupError(str(exc), EXIT_PRECONDITION) from None
         self.servicer.manager = manager
 
     async def stop(self, grace_seconds: float) -> None:

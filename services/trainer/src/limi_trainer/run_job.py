@@ -1,8 +1,8 @@
 """`python -m limi_trainer.run_job RUN_DIR`: the training process the service starts for one run.
 
 It runs `training.train` on a run directory that already holds `run_config.json` and turns the
-outcome into an exit status and a last progress line the service reads: 0 finished; 3 the
-input cannot be trained on (a typed error: bad dataset, ambiguous rendering, unknown model, a
+outcome into an exit status (limi_core.exit_codes) and a last progress line the service reads:
+0 finished; 2 the input cannot be trained on (a typed error: bad dataset, ambiguous rendering, unknown model, a
 checkpoint for another plan), with a `failed` line of kind `invalid_input`; 1 anything else,
 with kind `crashed` (the service may retry: training resumes from the last checkpoint). Under
 torchrun every rank runs this module; only rank 0 writes progress. It does not create runs.
@@ -19,7 +19,10 @@ import sys
 import traceback
 import warnings
 
-EXIT_OK, EXIT_CRASHED, EXIT_INVALID_INPUT = 0, 1, 3
+from limi_core.exit_codes import EXIT_FAILED as EXIT_CRASHED
+from limi_core.exit_codes import EXIT_OK
+from limi_core.exit_codes import EXIT_USAGE as EXIT_INVALID_INPUT
+
 # Set by whoever starts the training process: it is killed when that process dies.
 PARENT_PID_VARIABLE = "LIMI_TRAINER_PARENT_PID"
 
