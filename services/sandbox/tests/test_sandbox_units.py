@@ -66,9 +66,10 @@ def test_settings_errors_name_the_variable():
 def test_bwrap_command_isolates_everything():
     argv = bwrap_command("/usr/bin/bwrap", "/rt/etc", "/rt/agent", "/usr/bin/python3", default_limits(SETTINGS), 64 << 20)
     for flag in ("--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-                 "--die-with-parent", "--new-session", "--clearenv"):
+                 "--die-with-parent", "--new-session", "--clearenv", "--as-pid-1"):
         assert flag in argv
-    assert argv[argv.index("--uid") + 1] == "65534" and argv[argv.index("--remount-ro") + 1] == "/"
+    assert argv[argv.index("--uid") + 1] == "65534"
+    assert {argv[i + 1] for i, a in enumerate(argv) if a == "--remount-ro"} == {"/", "/dev"}  # every writable mount is capped
     workspace = argv.index("/workspace", argv.index("--tmpfs") - 1)
     assert argv[workspace - 1] == "--tmpfs" and argv[workspace - 2] == str(SETTINGS.default_workspace_bytes)
     binds = [argv[i + 2] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind", "--ro-bind-try")]
@@ -83,6 +84,8 @@ def test_oci_config_of_gvisor():
     assert {n["type"] for n in config["linux"]["namespaces"]} == {"pid", "network", "ipc", "uts", "mount"}
     assert config["root"]["readonly"] and all("ro" in m["options"] for m in config["mounts"] if m["type"] == "bind")
     assert not any("AWS" in entry or "LIMI_" in entry for entry in config["process"]["env"])
+    (rule,) = config["linux"]["seccomp"]["syscalls"]
+    assert set(rule["names"]) == {"unshare", "clone"} and rule["args"][0]["value"] == 0x10000000  # CLONE_NEWUSER
 
 
 async def test_request_log_runs_once_and_replays():

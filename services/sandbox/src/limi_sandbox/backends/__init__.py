@@ -10,6 +10,7 @@ processes, backends/local.py) and `kubernetes` (one pod per session).
 from __future__ import annotations
 
 import abc
+import asyncio
 import dataclasses
 
 from limi_core.errors import InvalidArgument
@@ -43,6 +44,11 @@ class Sandbox(abc.ABC):
     def oom_kills(self) -> int | None:
         """Processes the kernel killed for memory so far, where the backend can tell; else None."""
         return None
+
+    def agent_gone(self, reason: str) -> None:
+        """The agent exited or broke the protocol: end the sandbox now (processes killed and reaped),
+        not when the session is closed. Its calls already fail with SandboxGone."""
+        self._teardown = asyncio.get_running_loop().create_task(self.close(), name=f"close-{self.name}")
 
     @abc.abstractmethod
     async def close(self) -> None:

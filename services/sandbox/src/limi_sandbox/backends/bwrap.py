@@ -4,7 +4,8 @@ Protects against, for code run in a session:
 - reaching the host's files: a new mount namespace with only /usr (and the /bin, /lib links),
   a few harmless /etc files and the agent's folder, all read-only; /workspace, /tmp and /dev/shm
   are size-capped memory-backed tmpfs mounts that vanish with the sandbox, so nothing written
-  lands on the host's disk or survives into another session;
+  lands on the host's disk or survives into another session; /dev (bwrap's own tmpfs) and the
+  root are read-only, so every writable mount has a size cap, with or without a memory cgroup;
 - privileges: a new user namespace where it runs as uid 65534 with no capabilities, mapped (when
   the service is root) to a host uid of its own from an unused range, with no further user
   namespaces allowed (`--disable-userns`) and NO_NEW_PRIVS;
@@ -17,7 +18,10 @@ Protects against, for code run in a session:
   address space where no memory cgroup exists), a cgroup v1 memory and pids limit on the whole
   sandbox where the machine has them, a wall-clock timeout that kills the process group, and
   the agent's sweep of anything left behind; `--die-with-parent` and the pid namespace end every
-  process when the sandbox is closed.
+  process when the sandbox is closed;
+- its own agent's channel: the agent runs as the namespace's pid 1 (`--as-pid-1`: bwrap's own
+  init would keep a copy of the channel that commands could take) and makes itself
+  non-dumpable, so commands of the same uid can neither ptrace it nor `pidfd_getfd` its socket.
 
 Does NOT protect against: kernel exploits (the sandbox shares the host kernel and no seccomp
 filter is installed; use the gVisor backend for untrusted code that may attack the kernel),
@@ -50,7 +54,7 @@ def bwrap_command(bwrap: str, runtime_etc: str, agent_dir: str, python: str, lim
     if disable_userns:
         argv.append("--disable-userns")
     argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-             "--hostname", "sandbox", "--die-with-parent", "--new-session"]
+             "--hostname", "sandbox", "--die-with-parent", "--new-session", "--as-pid-1"]
     for name in SYSTEM_DIRS:
         path = "/" + name
         if os.path.islink(path):
@@ -69,6 +73,9 @@ def bwrap_command(bwrap: str, runtime_etc: str, agent_dir: str, python: str, lim
         "--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/dev/shm",
         "--perms", "0755", "--size", str(limits.workspace_bytes), "--tmpfs", WORKSPACE,
         "--ro-bind", agent_dir, AGENT_DIR,
+        # bwrap's /dev is a tmpfs with no size cap that the sandbox user owns: read-only, it still
+        # serves its device nodes, and /dev/shm (mounted above, capped) stays writable.
+        "--remount-ro", "/dev",
         "--remount-ro", "/",
         "--chdir", WORKSPACE, "--clearenv",
     ]

@@ -1,8 +1,10 @@
 """The gVisor backend (`runsc`): the bwrap sandbox's layout behind a user-space kernel.
 
 Each sandbox is an OCI bundle run with `runsc run --network=none`: the same read-only /usr,
-/etc files and agent folder as bwrap, size-capped tmpfs /workspace, /tmp and /dev/shm, uid
-65534 with no capabilities and NO_NEW_PRIVS, new pid/ipc/uts/mount namespaces, loopback only.
+/etc files and agent folder as bwrap, size-capped tmpfs /workspace, /tmp and /dev/shm (gVisor's
+own /dev is root's and read-only to the sandbox user), uid 65534 with no capabilities and
+NO_NEW_PRIVS, new pid/ipc/uts/mount namespaces, loopback only, and a seccomp filter, applied by
+gVisor (--oci-seccomp), that refuses new user namespaces as bwrap does.
 System calls are served by gVisor's Sentry rather than the host kernel, which removes most of
 the kernel attack surface that bwrap leaves open. Memory: gVisor keeps the sandbox's memory in
 the Sentry, so each command gets RLIMIT_AS (enforced by gVisor) and the host cgroup around the
@@ -25,6 +27,15 @@ from limi_sandbox.backends.local import AGENT_DIR, SANDBOX_ENV, SANDBOX_UID, WOR
 from limi_sandbox.limits import SessionLimits
 
 SENTRY_OVERHEAD_BYTES = 512 << 20
+CLONE_NEWUSER = 0x10000000
+# Applied by gVisor to the sandbox's processes (--oci-seccomp): no new user namespace, as bwrap's
+# --disable-userns. clone3 needs no rule: gVisor does not implement it (ENOSYS, and glibc then
+# falls back to clone); a rule would answer EPERM, since gVisor ignores errnoRet, and break threads.
+NO_USER_NAMESPACES = {
+    "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+    "syscalls": [{"names": ["unshare", "clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                  "args": [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER, "op": "SCMP_CMP_MASKED_EQ"}]}],
+}
 
 
 def oci_config(runtime_etc: str, agent_dir: str, root: str, python: str, limits: SessionLimits, tmp_bytes: int) -> dict:
@@ -53,7 +64,7 @@ def oci_config(runtime_etc: str, agent_dir: str, root: str, python: str, limits:
         "root": {"path": root, "readonly": True},
         "hostname": "sandbox",
         "mounts": mounts,
-        "linux": {"namespaces": [{"type": kind} for kind in ("pid", "network", "ipc", "uts", "mount")]},
+        "linux": {"namespaces": [{"type": kind} for kind in ("pid", "network", "ipc", "uts", "mount")], "seccomp": NO_USER_NAMESPACES},
     }
 
 
@@ -72,7 +83,7 @@ class GvisorBackend(Backend):
         return None
 
     def _global_flags(self) -> list[str]:
-        flags = [self.runsc, "--network=none", "--ignore-cgroups", f"--root={self.state_dir}"]
+        flags = [self.runsc, "--network=none", "--oci-seccomp", "--ignore-cgroups", f"--root={self.state_dir}"]
         return flags if self.runtime.is_root else flags + ["--rootless"]
 
     async def start(self, spec: SandboxSpec, name: str) -> Sandbox:

@@ -120,14 +120,34 @@ class _Discard:
         return None
 
 
+class _ReadGate(asyncio.ReadTransport):
+    """What the StreamReader pauses and resumes when its buffer fills and empties: the pump thread waits on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = threading.Event()
+        self.open.set()
+
+    def pause_reading(self) -> None:
+        self.open.clear()
+
+    def resume_reading(self) -> None:
+        self.open.set()
+
+
 class WebSocketChannel:
-    """The exec stream (a blocking kubernetes.stream WSClient) as the agent client's reader and writer."""
+    """The exec stream (a blocking kubernetes.stream WSClient) as the agent client's reader and writer.
+
+    While the agent client is behind, the pump thread stops reading the stream (backpressure to
+    the pod) instead of buffering."""
 
     def __init__(self, ws, loop: asyncio.AbstractEventLoop) -> None:
         self.ws, self.loop = ws, loop
         if hasattr(ws, "_all"):
             ws._all = _Discard()  # the client keeps all output for read_all(); a session's would grow forever
         self.reader = asyncio.StreamReader(limit=1 << 16)
+        self._gate = _ReadGate()
+        self.reader.set_transport(self._gate)
         self.stderr_tail = b""
         self._pending: list[bytes] = []
         self._send_lock = asyncio.Lock()
@@ -137,6 +157,8 @@ class WebSocketChannel:
     def _pump(self) -> None:
         try:
             while self.ws.is_open():
+                if not self._gate.open.wait(timeout=1):
+                    continue
                 self.ws.update(timeout=1)
                 data = self.ws.read_stdout(timeout=0)
                 if data:
@@ -167,7 +189,7 @@ class KubernetesSandbox(Sandbox):
 
     def __init__(self, owner: KubernetesBackend, name: str, spec: SandboxSpec, channel: WebSocketChannel) -> None:
         self.owner, self.name, self.spec, self.channel = owner, name, spec, channel
-        self.agent = AgentClient(channel.reader, channel, name)
+        self.agent = AgentClient(channel.reader, channel, name, on_gone=self.agent_gone)
         self.use_address_space = False  # the container's memory limit is a cgroup
         self._closed = False
 

@@ -6,8 +6,10 @@ the cgroup v1 controllers (cgroups.py) and, when the service runs as root, hands
 its own unprivileged host uid, so that even an escaped process owns nothing on the host and
 cannot signal another session (this needs util-linux's `setpriv`). `launch()` starts the sandbox's outermost command with a minimal
 environment (nothing of the service's own environment reaches the sandbox), in its cgroup
-before it execs, with pipes to the agent; `LocalSandbox.close()` kills what is left in the
-cgroup, reaps, and frees the uid. It does not build the sandbox command line (bwrap.py,
+before it execs, with a Unix socket to the agent on its stdin and stdout (a socket, because a
+pipe could be reopened through /proc by the sandbox's other processes); `LocalSandbox.close()`
+kills what is left in the cgroup, reaps, and frees the uid, and runs by itself as soon as the
+agent exits or breaks the protocol. It does not build the sandbox command line (bwrap.py,
 gvisor.py do).
 """
 
@@ -20,6 +22,7 @@ import pathlib
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -34,7 +37,7 @@ from limi_sandbox.limits import SessionLimits
 log = logging.getLogger(__name__)
 
 INSIDE = pathlib.Path(__file__).resolve().parent.parent / "inside"
-AGENT_FILES = ("agent.py", "agent_files.py")
+AGENT_FILES = ("agent.py", "agent_commands.py", "agent_files.py")
 # Inside every sandbox: the agent's folder, the workspace, and who the sandbox user is.
 AGENT_DIR, WORKSPACE, SANDBOX_UID = "/opt/limi", "/workspace", 65534
 LAUNCH_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -114,6 +117,7 @@ class LocalRuntime:
         self.cgroups = CgroupV1.detect(f"limi-sandbox-{os.getpid()}") if use_cgroups and self.is_root else None
         self.setpriv = shutil.which("setpriv")
         self.uids = UidPool(uid_base, uid_count) if self.is_root and self.setpriv else None
+        self._warned_dumpable = False
         log.info("local sandboxes: memory limited by %s, %s", "cgroup v1" if self.cgroups else "RLIMIT_AS per command",
                  "one host uid per sandbox" if self.uids else "the service's own uid")
 
@@ -144,18 +148,33 @@ class LocalRuntime:
                 files = cgroup.procs_files
                 joins = "".join(f'echo $$ > "${i}" || exit 121; ' for i in range(1, len(files) + 1))
                 argv = ["/bin/sh", "-c", f'{joins}shift {len(files)}; exec "$@"', "limi-join", *files, *argv]
-            process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       env=LAUNCH_ENV, cwd="/", close_fds=True, start_new_session=True)
+            # The agent's channel (stdin and stdout) and its stderr are Unix sockets: unlike a pipe, no
+            # process in the sandbox can reopen them through /proc/<agent>/fd (not even under gVisor).
+            channel, channel_inside = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            errors, errors_inside = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                process = subprocess.Popen(argv, stdin=channel_inside, stdout=channel_inside, stderr=errors_inside,
+                                           env=LAUNCH_ENV, cwd="/", close_fds=True, start_new_session=True)
+            except BaseException:
+                channel.close()
+                errors.close()
+                raise
+            finally:
+                channel_inside.close()
+                errors_inside.close()
         except BaseException:
             if cgroup is not None:
                 cgroup.remove()
             if uid is not None:
                 self.uids.release(uid)
             raise
-        sandbox = await LocalSandbox.connect(self, backend, name, spec, process, cgroup, uid, use_address_space, on_close)
+        sandbox = await LocalSandbox.connect(self, backend, name, spec, process, channel, errors, cgroup, uid, use_address_space, on_close)
         sandbox.memory_overhead, sandbox.limit_pids = memory_overhead, limit_pids
         try:
-            await sandbox.agent.wait_ready(start_timeout)
+            ready = await sandbox.agent.wait_ready(start_timeout)
+            if not ready.get("undumpable") and not self._warned_dumpable:
+                self._warned_dumpable = True
+                log.warning("the %s agent could not make itself non-dumpable: commands could reach its channel", backend)
         except BaseException as exc:  # a timeout, a dead agent, or a cancelled start: nothing may leak
             await sandbox.close()
             if not isinstance(exc, Exception):
@@ -175,29 +194,26 @@ class LocalSandbox(Sandbox):
         self._on_close = on_close
         self.memory_overhead, self.limit_pids = 0, True
         self._stderr = bytearray()
-        self._closed = False
+        self._closing: asyncio.Future | None = None
 
     @classmethod
-    async def connect(cls, runtime, backend, name, spec, process, cgroup, uid, use_address_space, on_close) -> LocalSandbox:
+    async def connect(cls, runtime, backend, name, spec, process, channel: socket.socket, errors: socket.socket, cgroup, uid,
+                      use_address_space, on_close) -> LocalSandbox:
         sandbox = cls(runtime, backend, name, spec, process, cgroup, uid, use_address_space, on_close)
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=1 << 16)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), process.stdout)
-        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, process.stdin)
-        writer = asyncio.StreamWriter(transport, protocol, None, loop)
-        sandbox.agent = AgentClient(reader, writer, name)
-        sandbox._stderr_task = asyncio.create_task(sandbox._keep_stderr_tail())
+        reader, writer = await asyncio.open_unix_connection(sock=channel, limit=1 << 16)
+        sandbox.agent = AgentClient(reader, writer, name, on_gone=sandbox.agent_gone)
+        sandbox._stderr_task = asyncio.create_task(sandbox._keep_stderr_tail(errors))
         return sandbox
 
-    async def _keep_stderr_tail(self) -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=1 << 16)
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self.process.stderr)
+    async def _keep_stderr_tail(self, errors: socket.socket) -> None:
+        reader, writer = await asyncio.open_unix_connection(sock=errors, limit=1 << 16)
         try:
             while chunk := await reader.read(65536):
                 self._stderr = (self._stderr + chunk)[-STDERR_TAIL:]
+        except (ConnectionError, OSError):
+            pass
         finally:
-            transport.close()
+            writer.close()
 
     def stderr_tail(self) -> str:
         return self._stderr.decode("utf-8", "replace")
@@ -210,9 +226,11 @@ class LocalSandbox(Sandbox):
         return self.cgroup.oom_kills() if self.cgroup is not None else None
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         await self.agent.close()
         if self.cgroup is not None:
             await asyncio.to_thread(self.cgroup.kill_all)

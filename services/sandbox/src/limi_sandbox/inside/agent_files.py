@@ -7,11 +7,14 @@ FIFO can hang a call) and checks it got a regular file. This is policy, not the 
 runs inside the sandbox, so a race that swaps a link reaches only what the sandbox could reach
 anyway. Archives are extracted member by member with the same checks and byte/file caps (no
 absolute names, no `..`, no device files, links only inside the workspace). Search runs `grep -E`
-as a child with a CPU limit (no regex can stall the agent). Standard library only, Python 3.9+.
+as a child with CPU, memory and time limits (no regex can stall the agent), and a search cut short
+by one of them says so (`truncated`, `cut_short`). Results that can be long (entries, matches) go
+in the frame's body as JSON, so that headers stay small. Standard library only, Python 3.9+.
 """
 
 import errno
 import io
+import json
 import os
 import posixpath
 import resource
@@ -24,6 +27,8 @@ import threading
 WORKSPACE = os.environ.get("LIMI_WORKSPACE", "/workspace")
 MAX_LINKS = 40
 SEARCH_LINE_BYTES = 400
+# The most a list or search answer's JSON body holds; more entries or matches are cut (truncated).
+MAX_ANSWER_BYTES = 4 << 20
 
 
 class ToolError(Exception):
@@ -143,23 +148,30 @@ def write_file(h, body):
 
 
 def edit_file(h, body):
-    path, old, new = h["path"], h["old_text"], h["new_text"]
+    """Replace the one occurrence of old_text; the body is old_text then new_text (UTF-8), split at old_bytes."""
+    path, max_bytes, split = h["path"], int(h["max_bytes"]), int(h["old_bytes"])
+    old, new = body[:split], body[split:]
     real = resolve(path)
     fd = open_regular(real, os.O_RDONLY, path)
     with os.fdopen(fd, "rb") as handle:
-        raw = handle.read(int(h["max_bytes"]) + 1)
-    if len(raw) > int(h["max_bytes"]):
-        raise ToolError("failed_precondition", "path", "%s is larger than %d bytes; edit it with a command" % (path, int(h["max_bytes"])))
+        raw = handle.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ToolError("failed_precondition", "path", "%s is larger than %d bytes; edit it with a command" % (path, max_bytes))
     try:
-        text = raw.decode("utf-8")
+        raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ToolError("failed_precondition", "path", "%s is not UTF-8 text" % path)
-    count = text.count(old)
+    # Valid UTF-8 on both sides: a byte match is a character match, and bytes avoid decoding copies.
+    count = raw.count(old)
     if count == 0:
         raise ToolError("failed_precondition", "old_text", "old_text was not found in %s" % path)
     if count > 1:
         raise ToolError("failed_precondition", "old_text", "old_text matches %d times in %s; include more context so that it matches once" % (count, path))
-    write_bytes(real, path, text.replace(old, new, 1).encode("utf-8"))
+    size = len(raw) - len(old) + len(new)
+    if size > max_bytes:
+        raise ToolError("invalid_argument", "new_text", "the edited %s would be %d bytes, more than the %d bytes EditFile works on; "
+                        "write it with WriteFile" % (path, size, max_bytes))
+    write_bytes(real, path, raw.replace(old, new, 1))
     return {"replacements": 1}, b""
 
 
@@ -170,14 +182,15 @@ def list_dir(h, body):
         names = sorted(os.listdir(real))
     except OSError as exc:
         raise os_error(exc, path)
-    entries = []
+    entries, answer = [], JsonList()
     for name in names[:limit]:
         try:
             info = os.lstat(os.path.join(real, name))
         except OSError:
             continue
-        entries.append({"name": name, "is_dir": stat.S_ISDIR(info.st_mode), "is_symlink": stat.S_ISLNK(info.st_mode), "size": info.st_size})
-    return {"entries": entries, "truncated": len(names) > limit}, b""
+        if not answer.add({"name": name, "is_dir": stat.S_ISDIR(info.st_mode), "is_symlink": stat.S_ISLNK(info.st_mode), "size": info.st_size}):
+            break
+    return {"truncated": len(names) > limit or answer.full}, answer.encode()
 
 
 def search(h, body):
@@ -208,7 +221,7 @@ def search(h, body):
 
     timer = threading.Timer(float(h.get("timeout", 20)), expire)
     timer.start()
-    matches, truncated = [], False
+    matches, truncated = JsonList(), False
     try:
         while True:
             line = process.stdout.readline(64 * 1024)
@@ -221,11 +234,11 @@ def search(h, body):
                         break
             name, _, numbered = line.partition(b"\0")
             number, _, text = numbered.partition(b":")
-            if len(matches) >= max_results:
+            if len(matches.items) >= max_results or not matches.add(
+                    {"path": relative(os.fsdecode(name)), "line": int(number or 0),
+                     "text": text[:SEARCH_LINE_BYTES].rstrip(b"\n").decode("utf-8", "replace")}):
                 truncated = True
                 break
-            matches.append({"path": relative(os.fsdecode(name)), "line": int(number or 0),
-                            "text": text[:SEARCH_LINE_BYTES].rstrip(b"\n").decode("utf-8", "replace")})
     finally:
         if truncated:
             kill_group(process.pid)
@@ -238,9 +251,30 @@ def search(h, body):
         errors = process.stderr.read(4096)  # -s keeps grep's stderr to the pattern's error
         process.stdout.close()
         process.stderr.close()
-    if status == 2 and not matches and any(word in errors for word in (b"Unmatched", b"Invalid", b"Trailing backslash")):
+    if status == 2 and not matches.items and any(word in errors for word in (b"Unmatched", b"Invalid", b"Trailing backslash")):
         raise ToolError("invalid_argument", "pattern", "is not a valid extended regular expression: %s" % errors.decode("utf-8", "replace").strip())
-    return {"matches": matches, "truncated": truncated or expired.is_set()}, b""
+    # Cut short (its CPU or memory limit, the timer) unless we stopped it: there may be matches it never reached.
+    cut_short = expired.is_set() or (status < 0 and not truncated) or b"exhausted" in errors
+    return {"truncated": truncated or cut_short, "cut_short": cut_short}, matches.encode()
+
+
+class JsonList:
+    """Items of an answer's JSON body, refused beyond MAX_ANSWER_BYTES (what the service accepts)."""
+
+    def __init__(self):
+        self.items, self.size, self.full = [], 2, False
+
+    def add(self, item):
+        size = len(json.dumps(item, separators=(",", ":"))) + 1
+        if self.size + size > MAX_ANSWER_BYTES:
+            self.full = True
+            return False
+        self.items.append(item)
+        self.size += size
+        return True
+
+    def encode(self):
+        return json.dumps(self.items, separators=(",", ":")).encode()
 
 
 def kill_group(pid):
