@@ -15,9 +15,18 @@ class ImportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IMPORT_FORMAT_UNSPECIFIED: _ClassVar[ImportFormat]
     IMPORT_FORMAT_JSONL: _ClassVar[ImportFormat]
     IMPORT_FORMAT_CSV: _ClassVar[ImportFormat]
+
+class Curation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CURATION_UNSPECIFIED: _ClassVar[Curation]
+    CURATION_LIMI: _ClassVar[Curation]
+    CURATION_RANDOM: _ClassVar[Curation]
 IMPORT_FORMAT_UNSPECIFIED: ImportFormat
 IMPORT_FORMAT_JSONL: ImportFormat
 IMPORT_FORMAT_CSV: ImportFormat
+CURATION_UNSPECIFIED: Curation
+CURATION_LIMI: Curation
+CURATION_RANDOM: Curation
 
 class ImportQueriesRequest(_message.Message):
     __slots__ = ("format", "content", "origin", "default_source")
@@ -116,12 +125,14 @@ class ListQuerySetsResponse(_message.Message):
     def __init__(self, query_sets: _Optional[_Iterable[_Union[_query_pb2.QuerySet, _Mapping]]] = ...) -> None: ...
 
 class EmitQuerySetRequest(_message.Message):
-    __slots__ = ("query_set_id", "episodes_per_query")
+    __slots__ = ("query_set_id", "episodes_per_query", "policy_model")
     QUERY_SET_ID_FIELD_NUMBER: _ClassVar[int]
     EPISODES_PER_QUERY_FIELD_NUMBER: _ClassVar[int]
+    POLICY_MODEL_FIELD_NUMBER: _ClassVar[int]
     query_set_id: str
     episodes_per_query: int
-    def __init__(self, query_set_id: _Optional[str] = ..., episodes_per_query: _Optional[int] = ...) -> None: ...
+    policy_model: str
+    def __init__(self, query_set_id: _Optional[str] = ..., episodes_per_query: _Optional[int] = ..., policy_model: _Optional[str] = ...) -> None: ...
 
 class EmitQuerySetResponse(_message.Message):
     __slots__ = ("emitted", "already_emitted")
@@ -349,20 +360,24 @@ class ConvertGeminiLogRequest(_message.Message):
     def __init__(self, log_json: _Optional[str] = ..., origin: _Optional[str] = ..., plain_system_prompt: _Optional[bool] = ...) -> None: ...
 
 class CurateDatasetRequest(_message.Message):
-    __slots__ = ("name", "size", "tokenizer", "max_tokens", "query_set_ids", "filters")
+    __slots__ = ("name", "size", "tokenizer", "max_tokens", "query_set_ids", "filters", "curation", "seed")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     QUERY_SET_IDS_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    CURATION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     name: str
     size: int
     tokenizer: str
     max_tokens: int
     query_set_ids: _containers.RepeatedScalarFieldContainer[str]
     filters: CurationFilters
-    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., tokenizer: _Optional[str] = ..., max_tokens: _Optional[int] = ..., query_set_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[CurationFilters, _Mapping]] = ...) -> None: ...
+    curation: Curation
+    seed: int
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., tokenizer: _Optional[str] = ..., max_tokens: _Optional[int] = ..., query_set_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[CurationFilters, _Mapping]] = ..., curation: _Optional[_Union[Curation, str]] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class CurationFilters(_message.Message):
     __slots__ = ("include_failed", "max_failed_tool_rate", "loop_repeats", "max_empty_turns", "max_per_query")

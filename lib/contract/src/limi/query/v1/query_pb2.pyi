@@ -137,11 +137,13 @@ class QuerySet(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., query_ids: _Optional[_Iterable[str]] = ..., content_hash: _Optional[str] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class QueryTask(_message.Message):
-    __slots__ = ("query", "query_set_id", "episodes")
+    __slots__ = ("query", "query_set_id", "episodes", "policy_model")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     QUERY_SET_ID_FIELD_NUMBER: _ClassVar[int]
     EPISODES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_MODEL_FIELD_NUMBER: _ClassVar[int]
     query: Query
     query_set_id: str
     episodes: int
-    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., query_set_id: _Optional[str] = ..., episodes: _Optional[int] = ...) -> None: ...
+    policy_model: str
+    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., query_set_id: _Optional[str] = ..., episodes: _Optional[int] = ..., policy_model: _Optional[str] = ...) -> None: ...
