@@ -161,3 +161,29 @@ def test_curation_requests_are_checked(curator, trajectory_factory):
         with pytest.raises(InvalidArgument) as caught:
             curator.curate_dataset(**{**base, **change})
         assert caught.value.field == field
+
+
+def test_random_draw_keeps_defects_and_repeats_for_the_same_seed(trajectory_factory):
+    from limi_curator.curation import draw_at_random
+
+    trajectories = [trajectory_factory(f"clean-{i}") for i in range(6)] + [
+        trajectory_factory("failed", status=FAILED), trajectory_factory("loop", loop=3),
+        trajectory_factory("broken-tools", turns=1, failed_calls=4), trajectory_factory("long", turns=6, padding=400),
+    ]
+    def facets(_t):
+        return ("backend", "")
+    counter = WordPunctFallback()
+    drawn = draw_at_random(trajectories, size=100, seed=3, counter=counter, max_tokens=5_000, facets=facets)
+    # Every defect but the one no model could train on (too long) stays in.
+    assert {a.id for a in drawn.selected} == {t.id for t in trajectories} - {"long"}
+    first = [a.id for a in draw_at_random(trajectories, size=4, seed=3, counter=counter, max_tokens=5_000, facets=facets).selected]
+    again = [a.id for a in draw_at_random(trajectories, size=4, seed=3, counter=counter, max_tokens=5_000, facets=facets).selected]
+    other = [a.id for a in draw_at_random(trajectories, size=4, seed=4, counter=counter, max_tokens=5_000, facets=facets).selected]
+    assert first == again and len(first) == 4 and other != first
+
+
+def test_random_curation_refuses_filters(curator):
+    with pytest.raises(InvalidArgument) as caught:
+        curator.curate_dataset(name="raw", size=4, tokenizer="", max_tokens=0, query_set_ids=[], include_failed=False,
+                               overrides={"loop_repeats": 2}, at_random=True, seed=1)
+    assert caught.value.field == "filters.loop_repeats"

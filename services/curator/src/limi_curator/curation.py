@@ -4,7 +4,8 @@ Stages (each counted in the funnel): `quality` (trajectory_quality.assess: statu
 loops, failed tool calls, token length); `argument_types` (drop a sample whose tool-argument types
 conflict with the types most samples use, LIMI's columnar rule); `per_query` (the best
 `max_per_query` trajectories of each query by score, then id; LIMI trains on one per query);
-`selection` (N by category and repository coverage, coverage.py). The facets of a trajectory come
+`selection` (N by category and repository coverage, coverage.py). `draw_at_random` is the
+uncurated baseline instead: N drawn uniformly at random, whatever their quality. The facets of a trajectory come
 from its query in the pool (category, provenance repository), else from its `category` and
 `repository` labels. It writes nothing (dataset_store.py does).
 """
@@ -12,6 +13,7 @@ from its query in the pool (category, provenance repository), else from its `cat
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -75,3 +77,30 @@ def curate(trajectories: list[trajectory_pb2.Trajectory], *, size: int, counter:
         if assessment.id not in chosen:
             funnel.drop("selection", assessment.id, "not_selected", "coverage already reached by others")
     return CurationResult(selected, [facet_of[a.id][0] for a in selected], funnel)
+
+
+def draw_at_random(trajectories: list[trajectory_pb2.Trajectory], *, size: int, seed: int, counter: TokenCounter, max_tokens: int,
+                   facets: Facets) -> CurationResult:
+    """No curation: `size` trajectories drawn uniformly at random (the same for the same seed).
+
+    Only what cannot be written as a LIMI sample, or is longer than `max_tokens`, is left out;
+    failed, looping and erroneous trajectories stay in, as they would in raw logs.
+    """
+    funnel = Funnel()
+    funnel.keep("input", len(trajectories))
+    permissive = QualityConfig(max_tokens, include_failed=True, max_failed_tool_rate=1.0, loop_repeats=1 << 30, max_empty_turns=1 << 30)
+    usable: list[Assessment] = []
+    for trajectory in sorted(trajectories, key=lambda t: t.id):
+        assessment = assess(trajectory, counter, permissive)
+        if assessment.problem:
+            funnel.drop("usable", trajectory.id, *assessment.problem)
+        else:
+            usable.append(assessment)
+    funnel.keep("usable", len(usable))
+    selected = random.Random(seed).sample(usable, min(size, len(usable)))
+    chosen = {a.id for a in selected}
+    funnel.keep("random_draw", len(selected))
+    for assessment in usable:
+        if assessment.id not in chosen:
+            funnel.drop("random_draw", assessment.id, "not_drawn", f"seed {seed}")
+    return CurationResult(selected, [facets(a.trajectory)[0] for a in selected], funnel)

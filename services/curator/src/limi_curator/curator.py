@@ -21,7 +21,7 @@ from limi_core.idempotency import IdempotentSink
 from limi_curator import query_import
 from limi_curator.benchmarks import load_benchmark_texts
 from limi_curator.categories import UnknownName, category_from_name, category_name
-from limi_curator.curation import curate
+from limi_curator.curation import curate, draw_at_random
 from limi_curator.dataset_store import DatasetStore
 from limi_curator.db import CuratorDatabase
 from limi_curator.dedupe import BenchmarkIndex, Deduplicator, Duplicate, dedupe_report_markdown
@@ -162,7 +162,7 @@ class Curator:
     # ------------------------------------------------------------ datasets
 
     def curate_dataset(self, *, name: str, size: int, tokenizer: str, max_tokens: int, query_set_ids: list[str], include_failed: bool,
-                       overrides: dict) -> tuple[dataset_pb2.Dataset, bool]:
+                       overrides: dict, at_random: bool = False, seed: int = 0) -> tuple[dataset_pb2.Dataset, bool]:
         check_set_name(name)
         if size < 1 or size > MAX_SELECT:
             raise InvalidArgument("size", f"must be between 1 and {MAX_SELECT}, got {size}")
@@ -174,6 +174,9 @@ class Curator:
             except NotFound:
                 raise InvalidArgument(f"query_set_ids[{position}]", f"no published query set {set_id!r}") from None
         settings = self.settings
+        if at_random and (overrides or include_failed):
+            field = next(iter(overrides), "include_failed")
+            raise InvalidArgument(f"filters.{field}", "CURATION_RANDOM applies no filters; leave filters empty")
         max_per_query = overrides.pop("max_per_query", 1)
         if max_per_query < 1:
             raise InvalidArgument("filters.max_per_query", "must be at least 1")
@@ -190,7 +193,10 @@ class Curator:
         trajectories = self.trajectories.load(query_set_ids=query_set_ids or None)
         if not trajectories:
             raise FailedPrecondition("no trajectories are stored" + (" for these query sets" if query_set_ids else "") + " yet")
-        result = curate(trajectories, size=size, counter=counter, config=config, max_per_query=max_per_query, facets=self.facets)
+        if at_random:
+            result = draw_at_random(trajectories, size=size, seed=seed, counter=counter, max_tokens=config.max_tokens, facets=self.facets)
+        else:
+            result = curate(trajectories, size=size, counter=counter, config=config, max_per_query=max_per_query, facets=self.facets)
         counts = result.funnel.flat_counts()
         if not result.selected:
             raise FailedPrecondition(f"no trajectory passed the filters: {counts}")

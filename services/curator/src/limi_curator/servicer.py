@@ -46,7 +46,7 @@ def _step(field: str, step: trajectory_pb2.Step) -> None:
 IMPORT_QUERIES = {"format": Known(curator_pb2.ImportFormat), "origin": IDENTIFIER, "default_source": Known(query_pb2.QuerySource)}
 LIST_QUERIES = {**FILTERS, "page_size": Between(0, 10_000), "page_token": IDENTIFIER, "query_set_id": IDENTIFIER}
 PUBLISH_QUERY_SET = {"name": IDENTIFIER, "query_ids": Each(IDENTIFIER, max_items=MAX_QUERIES), **FILTERS}
-EMIT_QUERY_SET = {"query_set_id": IDENTIFIER, "episodes_per_query": Between(0, 1_000)}
+EMIT_QUERY_SET = {"query_set_id": IDENTIFIER, "episodes_per_query": Between(0, 1_000), "policy_model": IDENTIFIER}
 SYNTHESIZE_QUERIES = {
     "endpoint": Url(), "model": IDENTIFIER, "select": Between(0, 100_000), "filters.min_stars": COUNT,
     "filters.max_diff_tokens": Between(0, 10_000_000), "filters.min_changed_files": Between(0, 1_000_000),
@@ -55,7 +55,7 @@ SYNTHESIZE_QUERIES = {
 CURATE_DATASET = {
     "name": IDENTIFIER, "size": Between(0, MAX_QUERIES), "max_tokens": Between(0, 100_000_000), "query_set_ids": Each(IDENTIFIER),
     "filters.max_failed_tool_rate": Between(0, 1), "filters.loop_repeats": Between(0, 1_000), "filters.max_empty_turns": Between(0, 1_000),
-    "filters.max_per_query": Between(0, 100_000),
+    "filters.max_per_query": Between(0, 100_000), "curation": Known(curator_pb2.Curation), "seed": Between(0, 2**62),
 }
 CONVERT_TO_LIMI = {"trajectory": TimesInRange(), "trajectory.id": IDENTIFIER, "trajectory.steps": Each(_step, max_items=100_000)}
 DEDUPE_QUERIES = {"jaccard_threshold": Between(0, 1), "containment_threshold": Between(0, 1)}
@@ -147,7 +147,8 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
 
     async def EmitQuerySet(self, request, context):
         check_fields(request, EMIT_QUERY_SET)
-        result = await emit_query_set(self._curator.pool, self._bus.publisher.publish, request.query_set_id, request.episodes_per_query)
+        result = await emit_query_set(self._curator.pool, self._bus.publisher.publish, request.query_set_id, request.episodes_per_query,
+                                      request.policy_model)
         metrics.QUERY_TASKS_EMITTED.inc(result.emitted)
         return curator_pb2.EmitQuerySetResponse(emitted=result.emitted, already_emitted=result.already_emitted)
 
@@ -198,6 +199,7 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
         overrides = _set_fields(request.filters, ("max_failed_tool_rate", "loop_repeats", "max_empty_turns", "max_per_query"))
         dataset, new = await asyncio.to_thread(
             self._curator.curate_dataset, name=request.name, size=request.size, tokenizer=tokenizer, max_tokens=request.max_tokens,
+            at_random=request.curation == curator_pb2.CURATION_RANDOM, seed=request.seed,
             query_set_ids=list(request.query_set_ids), include_failed=request.filters.include_failed, overrides=overrides,
         )
         await self._publish_dataset(dataset, new)
