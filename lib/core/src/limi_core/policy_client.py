@@ -14,6 +14,7 @@ It keeps no conversation state and executes no tools.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -92,6 +93,14 @@ class PolicyClient:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # Made on first use, inside the event loop that uses it.
         self._http: httpx.AsyncClient | None = None
+
+    def for_model(self, model: str) -> PolicyClient:
+        """A client of the same endpoint, key and settings that asks for another model (`model` empty: this one)."""
+        if not model or model == self.model:
+            return self
+        other = copy.copy(self)
+        other.model, other._http = model, None
+        return other
 
     async def close(self) -> None:
         if self._http is not None:

@@ -10,7 +10,8 @@ An episode that ended because the policy or the sandbox was down (its `Outcome.k
 is not the query's failure: the handler raises `DependencyUnavailable`, the consumer holds the
 query without charging it an attempt, and the episode runs again from the start once the
 dependency answers. Workspace files the sandbox refuses fail the query at once (TASK_FAILED).
-Only whole, finished trajectories are published.
+A QueryTask's `policy_model` picks the model asked of the policy endpoint (the rollout's own when
+empty). Only whole, finished trajectories are published.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class QueryIntake:
         self.runner, self.publisher, self.ledger = runner, publisher, ledger
         self.system_prompt, self.sampling, self.limits = system_prompt, sampling, limits
         self.max_attempts = max_attempts
+        self._policies: dict = {}
 
     async def handle(self, delivery: Delivery) -> None:
         task = delivery.decode(query_pb2.QueryTask)
@@ -85,12 +87,20 @@ class QueryIntake:
             episode_id=episode_id_for(task, index, attempt), attempt=attempt, query_set_id=task.query_set_id,
         )
         try:
-            episode = await self.runner.run(request)
+            episode = await self.runner.run(request, self._policy_for(task.policy_model))
         except InvalidArgument as exc:
             return self._failed(task, index, attempt, f"the query cannot run: {exc}")
         if episode.unavailable_dependency:
             raise DependencyUnavailable(episode.unavailable_dependency, f"query {task.query.id}: {episode.trajectory.outcome.reason}")
         return episode.trajectory
+
+    def _policy_for(self, model: str):
+        """The rollout's policy client, or one per other model a QueryTask asks for (kept for later tasks)."""
+        if not model or model == self.runner.policy.model:
+            return None
+        if model not in self._policies:
+            self._policies[model] = self.runner.policy.for_model(model)
+        return self._policies[model]
 
     def _failed(self, task: query_pb2.QueryTask, index: int, attempt: int, reason: str) -> tp.Trajectory:
         trajectory = tp.Trajectory(id=episode_id_for(task, index, attempt))
