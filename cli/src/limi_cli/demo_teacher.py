@@ -13,13 +13,16 @@ says so when it starts. Two things make it behave like a teacher a person superv
   is released once per query: an episode run again after a crash is not held, and its
   correction lands only if the reviewer catches it live).
 
-It is not a model and learns nothing; point the demo at a real endpoint with --teacher-endpoint.
+A request for the model `demo_noisy_teacher.NOISY_MODEL` is answered by the noisier teacher
+instead (the uncurated pool of `limi demo --uncurated`). It is not a model and learns nothing;
+point the demo at a real endpoint with --teacher-endpoint.
 """
 
 from __future__ import annotations
 
 import threading
 
+from limi_cli.demo_noisy_teacher import NOISY_MODEL, noisy_reply
 from limi_evaluator.basics import plan_for
 from limi_testing.expert import expert_reply
 from limi_testing.scripted_policy import Reply, ScriptedPolicyServer
@@ -74,6 +77,8 @@ class Teacher:
             event.set()
 
     def reply(self, body: dict) -> Reply:
+        if body.get("model") == NOISY_MODEL:
+            return noisy_reply(body)
         messages = body.get("messages") or []
         first_user = next((m for m in messages if m.get("role") == "user"), None)
         if first_user is not None and not any(m.get("role") == "assistant" for m in messages):

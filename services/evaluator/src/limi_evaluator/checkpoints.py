@@ -43,9 +43,9 @@ def dataset_size(checkpoint: checkpoint_pb2.Checkpoint) -> int | None:
 
 class CheckpointEvaluations:
     def __init__(self, evaluator: Evaluator, policies: PolicyProvider, publisher: EventPublisher, benchmarks: tuple[str, ...],
-                 *, final_only: bool = False) -> None:
+                 *, final_only: bool = False, task_limit: int = 0) -> None:
         self.evaluator, self.policies, self.publisher = evaluator, policies, publisher
-        self.benchmarks, self.final_only = benchmarks, final_only
+        self.benchmarks, self.final_only, self.task_limit = benchmarks, final_only, task_limit
 
     async def handle(self, delivery: Delivery) -> None:
         checkpoint = delivery.decode(checkpoint_pb2.Checkpoint)
@@ -56,7 +56,7 @@ class CheckpointEvaluations:
             return
         try:
             prepared = [self.evaluator.prepare(EvaluationSpec(checkpoint.id, name, dataset_size=dataset_size(checkpoint),
-                                                              step=checkpoint.step)) for name in self.benchmarks]
+                                                              step=checkpoint.step, limit=self.task_limit)) for name in self.benchmarks]
         except (InvalidArgument, FailedPrecondition) as exc:
             raise PoisonMessage(f"cannot evaluate checkpoint {checkpoint.id}: {exc}") from exc
         store = self.evaluator.store

@@ -51,7 +51,8 @@ class EvaluatorApp:
         if not self.settings.consume_checkpoints:
             return
         handler = CheckpointEvaluations(self.evaluator, self.policies, self.bus.publisher, self.settings.benchmarks,
-                                        final_only=self.settings.final_checkpoints_only)
+                                        final_only=self.settings.final_checkpoints_only,
+                                        task_limit=self.settings.checkpoint_task_limit)
         spec = ConsumerSpec(
             bus.stream_for(bus.CHECKPOINTS_SAVED).name, "evaluator", bus.CHECKPOINTS_SAVED,
             ack_wait_seconds=self.settings.ack_wait_seconds, max_deliver=self.settings.max_deliver,

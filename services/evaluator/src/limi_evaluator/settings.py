@@ -36,6 +36,8 @@ class EvaluatorSettings(ServiceSettings):
     consume_checkpoints: bool = True
     # Evaluate only checkpoints marked final (the last of their run).
     final_checkpoints_only: bool = False
+    # Score consumed checkpoints on only the first N tasks of each benchmark (0: every task).
+    checkpoint_task_limit: int = 0
 
     # How a checkpoint gets a policy: a vLLM child process on its directory, a given endpoint, or a Kubernetes Job.
     policy_mode: str = "vllm"
@@ -96,6 +98,7 @@ class EvaluatorSettings(ServiceSettings):
         for name in ("round_wall_seconds", "check_timeout_seconds", "humaneval_timeout_seconds", "ack_wait_seconds", "vllm_start_timeout_seconds"):
             check(getattr(self, name) > 0, cls, name, prefix, "must be positive")
 
+        check(self.checkpoint_task_limit >= 0, cls, "checkpoint_task_limit", prefix, "must not be negative (0: every task)")
     @property
     def reports_dir(self) -> pathlib.Path:
         return self.data_dir / "reports"

@@ -1,7 +1,7 @@
 """Training on published datasets: the handler of the durable `Dataset` event consumer.
 
 Each `limi.dataset.v1.Dataset` event is recorded (so StartRun can name it by id) and, when
-auto-training is on, becomes a run with the service's base model and preset. The handler waits
+auto-training is on, becomes a run with the service's base model, preset and overrides. The handler waits
 for that run to finish while the consumer keeps the message alive with `in_progress`
 heartbeats, so the event is acknowledged only once its training is done:
 - succeeded or cancelled by a person: acknowledged;
@@ -30,9 +30,11 @@ class RunNotFinished(Exception):
 
 
 class DatasetIntake:
-    def __init__(self, supervisor: RunSupervisor, store: RunStore, *, auto_train: bool, base_model: str, preset: str, stop: asyncio.Event) -> None:
+    def __init__(self, supervisor: RunSupervisor, store: RunStore, *, auto_train: bool, base_model: str, preset: str, stop: asyncio.Event,
+                 overrides: dict[str, str] | None = None) -> None:
         self._supervisor, self._store = supervisor, store
         self._auto_train, self._base_model, self._preset = auto_train, base_model, preset
+        self._overrides = dict(overrides or {})
         self._stop = stop
 
     async def handle(self, delivery: Delivery) -> None:
@@ -46,6 +48,7 @@ class DatasetIntake:
             DatasetInput(uri=dataset.storage_uri, dataset_id=dataset.id, content_hash=dataset.content_hash, trajectory_ids=tuple(dataset.trajectory_ids)),
             self._base_model,
             self._preset,
+            self._overrides,
         )
         run = await self._supervisor.submit(request, retry_failed=True)
         log.info("training on dataset", extra={"fields": {"dataset": dataset.id, "run": run.id, "state": run.state.value, "delivery": delivery.deliveries}})

@@ -54,7 +54,7 @@ class TrainerApp:
         await self.supervisor.start()
         intake = DatasetIntake(
             self.supervisor, self.store, auto_train=self.settings.auto_train, base_model=self.settings.base_model,
-            preset=self.settings.preset, stop=context.stopping,
+            preset=self.settings.preset, overrides=self.settings.hyperparameter_overrides, stop=context.stopping,
         )
         spec = ConsumerSpec(
             stream=bus.stream_for(bus.DATASETS_PUBLISHED).name, durable=CONSUMER_NAME, subject=bus.DATASETS_PUBLISHED,
