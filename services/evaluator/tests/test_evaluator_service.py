@@ -165,8 +165,11 @@ async def test_bad_input_gets_clear_errors(service_process, stack, nats_client, 
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details == f"{broken}: tasks[0].subtasks[0].checks[0]: needs exactly one of command or python"
     code, details = error_of(benchmark="syntax")
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith(f"{suites / 'syntax.toml'}: is not valid TOML") and "line 2" in details
-    code, details = error_of(benchmark="small", checkpoint_uri=str(tmp_path / "no-such-checkpoint"))
-    assert code == grpc.StatusCode.FAILED_PRECONDITION and details == f"checkpoint path {tmp_path / 'no-such-checkpoint'} does not exist"
+    missing = tmp_path / "trainer" / "runs" / "no-such-checkpoint"  # under the trainer's folder: the checkpoint roots
+    code, details = error_of(benchmark="small", checkpoint_uri=str(missing))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and details == f"checkpoint path {missing} does not exist"
+    code, details = error_of(benchmark="small", checkpoint_uri=str(tmp_path / "elsewhere"))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and details.startswith("checkpoint_uri: ") and "LIMI_EVALUATOR_CHECKPOINT_ROOTS" in details
     code, details = error_of(benchmark="small", endpoint=f"http://127.0.0.1:{free_port()}/v1")
     assert code == grpc.StatusCode.UNAVAILABLE and "is unreachable: GET /models failed" in details
     code, details = error_of(benchmark="small", checkpoint_id="")

@@ -34,6 +34,13 @@ def samples() -> list[dict]:
     return [tool_use_sample(0), run_tests_sample(1), tool_use_sample(2), run_tests_sample(3)]
 
 
+def curator_datasets(tmp_path: pathlib.Path) -> pathlib.Path:
+    """Where the curator beside the trainer publishes datasets: the only folder StartRun reads by default."""
+    folder = tmp_path / "curator" / "datasets"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def start_trainer(service_process, tiny_model, **env):
     service = service_process("trainer", env={
         "LIMI_TRAINER_BASE_MODEL": str(tiny_model), "LIMI_TRAINER_PROGRESS_POLL_SECONDS": "0.1", "LIMI_TRAINER_ACK_WAIT_SECONDS": "5", **env,
@@ -77,7 +84,7 @@ async def eventually(predicate, timeout: float = 120, interval: float = 0.2):
 
 async def test_start_run_trains_reports_progress_and_publishes_checkpoints(service_process, tiny_model, jetstream, tmp_path, write_jsonl):
     service = start_trainer(service_process, tiny_model)
-    dataset = write_jsonl(tmp_path / "train.jsonl", samples())
+    dataset = write_jsonl(curator_datasets(tmp_path) / "train.jsonl", samples())
     async with grpc.aio.insecure_channel(service.grpc_address) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
         request = trainer_pb2.StartRunRequest(dataset_id="ds-grpc", dataset_uri=dataset.as_uri(), hyperparameters=SHORT)
@@ -121,16 +128,16 @@ async def test_start_run_trains_reports_progress_and_publishes_checkpoints(servi
 
 async def test_bad_requests_get_typed_errors(service_process, tiny_model, tmp_path, write_jsonl):
     service = start_trainer(service_process, tiny_model)
-    dataset = write_jsonl(tmp_path / "train.jsonl", samples())
-    no_model = tmp_path / "not-a-model"
-    no_model.mkdir()
+    dataset = write_jsonl(curator_datasets(tmp_path) / "train.jsonl", samples())
+    no_model = tmp_path / "trainer" / "not-a-model"
+    no_model.mkdir(parents=True)
     cases = [
         (trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), hyperparameters={"epochs": "many"}), grpc.StatusCode.INVALID_ARGUMENT, "hyperparameters.epochs"),
         (trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), hyperparameters={"lr": "1"}), grpc.StatusCode.INVALID_ARGUMENT, "hyperparameters.lr"),
         (trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), preset="giant"), grpc.StatusCode.INVALID_ARGUMENT, "preset"),
         (trainer_pb2.StartRunRequest(), grpc.StatusCode.INVALID_ARGUMENT, "dataset_id"),
         (trainer_pb2.StartRunRequest(dataset_id="never-published"), grpc.StatusCode.NOT_FOUND, "never-published"),
-        (trainer_pb2.StartRunRequest(dataset_uri=(tmp_path / "missing.jsonl").as_uri()), grpc.StatusCode.INVALID_ARGUMENT, "dataset_uri"),
+        (trainer_pb2.StartRunRequest(dataset_uri=(curator_datasets(tmp_path) / "missing.jsonl").as_uri()), grpc.StatusCode.INVALID_ARGUMENT, "dataset_uri"),
         (trainer_pb2.StartRunRequest(dataset_uri="s3://bucket/train.jsonl"), grpc.StatusCode.INVALID_ARGUMENT, "dataset_uri"),
         (trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), base_model=str(no_model)), grpc.StatusCode.INVALID_ARGUMENT, "base_model"),
         (trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), request_id="x\x00y"), grpc.StatusCode.INVALID_ARGUMENT, "request_id"),
@@ -153,7 +160,7 @@ async def test_bad_requests_get_typed_errors(service_process, tiny_model, tmp_pa
 
 async def test_queue_runs_one_at_a_time_and_cancels(service_process, tiny_model, tmp_path, write_jsonl):
     service = start_trainer(service_process, tiny_model)
-    dataset = write_jsonl(tmp_path / "train.jsonl", samples())
+    dataset = write_jsonl(curator_datasets(tmp_path) / "train.jsonl", samples())
     long = {**SHORT, "epochs": "200", "checkpoint_every_steps": "0"}
     async with grpc.aio.insecure_channel(service.grpc_address) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
@@ -179,7 +186,7 @@ async def test_queue_runs_one_at_a_time_and_cancels(service_process, tiny_model,
 async def test_dataset_events_train_once_and_untrainable_ones_are_dead_lettered(service_process, tiny_model, jetstream, nats_client, tmp_path, write_jsonl):
     service = start_trainer(service_process, tiny_model)
     publisher = EventPublisher.for_connection(nats_client, jetstream)
-    good_file = write_jsonl(tmp_path / "good.jsonl", samples())
+    good_file = write_jsonl(curator_datasets(tmp_path) / "good.jsonl", samples())
     good = dataset_pb2.Dataset(id="ds-bus-1", name="limi", version=1, content_hash="curated-hash", trajectory_ids=["ta", "tb", "tc", "td"], storage_uri=good_file.as_uri())
     await publisher.publish(bus.DATASETS_PUBLISHED, good, "dataset:ds-bus-1")
 
@@ -206,7 +213,7 @@ async def test_dataset_events_train_once_and_untrainable_ones_are_dead_lettered(
 
         bad = samples()
         bad[2]["messages"][3]["content"] = "a tool output that says <|im_end|> in the middle"
-        bad_file = write_jsonl(tmp_path / "bad.jsonl", bad)
+        bad_file = write_jsonl(curator_datasets(tmp_path) / "bad.jsonl", bad)
         await publisher.publish(bus.DATASETS_PUBLISHED, dataset_pb2.Dataset(id="ds-bus-bad", storage_uri=bad_file.as_uri()), "dataset:ds-bus-bad")
 
         async def failed_run():
@@ -224,7 +231,7 @@ async def test_dataset_events_train_once_and_untrainable_ones_are_dead_lettered(
 
 
 async def test_a_run_interrupted_by_a_service_stop_resumes_after_restart(service_process, tiny_model, jetstream, tmp_path, write_jsonl):
-    dataset = write_jsonl(tmp_path / "train.jsonl", samples())
+    dataset = write_jsonl(curator_datasets(tmp_path) / "train.jsonl", samples())
     longer = {**SHORT, "epochs": "16", "checkpoint_every_steps": "5"}
     service = start_trainer(service_process, tiny_model)
     async with grpc.aio.insecure_channel(service.grpc_address) as channel:
@@ -268,7 +275,7 @@ async def test_a_crashed_training_process_is_restarted_and_resumes(service_proce
     import os
 
     service = start_trainer(service_process, tiny_model)
-    dataset = write_jsonl(tmp_path / "train.jsonl", samples())
+    dataset = write_jsonl(curator_datasets(tmp_path) / "train.jsonl", samples())
     async with grpc.aio.insecure_channel(service.grpc_address) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
         run = await stub.StartRun(trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), hyperparameters={**SHORT, "epochs": "16", "checkpoint_every_steps": "5"}))

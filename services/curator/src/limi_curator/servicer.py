@@ -62,8 +62,6 @@ DEDUPE_QUERIES = {"jaccard_threshold": Between(0, 1), "containment_threshold": B
 IMPORT_LIMI_DATASET = {"origin": IDENTIFIER, "publish_as": IDENTIFIER, "category": IDENTIFIER}
 EXPORT_LIMI_DATASET = {"dataset_id": REQUIRED_IDENTIFIER}
 CONVERT_GEMINI_LOG = {"origin": IDENTIFIER}
-# Every field name of every curator request: an error that starts with one names the request's field already.
-REQUEST_FIELDS = {field.name for message in curator_pb2.DESCRIPTOR.message_types_by_name.values() for field in message.fields}
 
 
 def _set_fields(message: Message, names: tuple[str, ...]) -> dict:
@@ -71,13 +69,14 @@ def _set_fields(message: Message, names: tuple[str, ...]) -> dict:
 
 
 @contextlib.contextmanager
-def _content_of(field: str):
+def _content_of(field: str, request: Message):
     """Domain errors about an uploaded document name its origin ("prs.jsonl line 3 field stars");
-    the caller also learns the request field that held it ("pull_requests_jsonl: prs.jsonl line 3 ...")."""
+    the caller also learns the request field that held it ("pull_requests_jsonl: prs.jsonl line 3 ...").
+    Errors that already name a field of `request` pass as they are."""
     try:
         yield
     except InvalidArgument as exc:
-        if exc.field.split(".")[0].split("[")[0] in REQUEST_FIELDS:
+        if exc.field.split(".")[0].split("[")[0] in request.DESCRIPTOR.fields_by_name:
             raise
         raise InvalidArgument(field, str(exc)) from exc
 
@@ -108,7 +107,7 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
         formats = {curator_pb2.IMPORT_FORMAT_JSONL: "jsonl", curator_pb2.IMPORT_FORMAT_CSV: "csv"}
         if request.format not in formats:
             raise InvalidArgument("format", "must be IMPORT_FORMAT_JSONL or IMPORT_FORMAT_CSV")
-        with _content_of("content"):
+        with _content_of("content", request):
             ids, added = await asyncio.to_thread(self._curator.import_queries, formats[request.format], request.content, request.origin,
                                                  request.default_source)
         for query in added:
@@ -158,7 +157,7 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
         check_fields(request, SYNTHESIZE_QUERIES)
         tokenizer = self._tokenizer(request.tokenizer)
         filters = _set_fields(request.filters, ("min_stars", "max_diff_tokens", "exclude_markdown_only", "min_changed_files", "max_changed_files"))
-        with _content_of("pull_requests_jsonl"):
+        with _content_of("pull_requests_jsonl", request):
             result, added, note = await asyncio.to_thread(
                 self._curator.synthesize, content=request.pull_requests_jsonl, origin=request.origin, endpoint=request.endpoint,
                 model=request.model, select=request.select, filters=filters, tokenizer=tokenizer, add_to_pool=request.add_to_pool,
@@ -232,7 +231,7 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
             parts.append(chunk.data)
         if first is None:
             raise InvalidArgument("data", "no chunk was sent")
-        with _content_of("data"):
+        with _content_of("data", first):
             ids, duplicates, dataset, new = await asyncio.to_thread(
                 self._curator.import_limi, content=b"".join(parts), origin=first.origin, category=first.category, publish_as=first.publish_as,
             )
@@ -280,6 +279,6 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
         if not request.log_json.strip():
             raise InvalidArgument("log_json", "must not be empty")
         check_fields(request, CONVERT_GEMINI_LOG)
-        with _content_of("log_json"):
+        with _content_of("log_json", request):
             sample = convert_gemini_log_text(request.log_json, request.origin or "log_json", plain_system_prompt=request.plain_system_prompt)
         return curator_pb2.ConvertToLimiResponse(sample_json=limi_format.dumps_sample(sample))

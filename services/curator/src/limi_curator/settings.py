@@ -14,7 +14,7 @@ import pathlib
 from typing import ClassVar
 
 from limi_core.config import check
-from limi_core.settings import DEFAULT_PORTS, ServiceSettings
+from limi_core.settings import DEFAULT_PORTS, ServiceSettings, model_cache_dir
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[4]
 DEFAULT_BENCHMARKS_DIR = REPOSITORY_ROOT.parent / "shared" / "benchmarks"
@@ -29,6 +29,9 @@ class CuratorSettings(ServiceSettings):
     metrics_address: str = f"127.0.0.1:{DEFAULT_PORTS['curator'].metrics}"
     # tokenizer.json used for token counts when a request names none.
     tokenizer: pathlib.Path | None = None
+    # Folders a request's tokenizer may lie under; empty: the trainer's data dir (its models and
+    # checkpoints carry tokenizers), limi's model cache and the folder of LIMI_CURATOR_TOKENIZER.
+    tokenizer_roots: tuple[pathlib.Path, ...] = ()
     # HumanEval and AgencyBench data for decontamination; default ../shared/benchmarks.
     benchmarks_dir: pathlib.Path | None = None
     # Synthesis: an OpenAI-compatible endpoint (".../v1") used when a request names none.
@@ -87,6 +90,13 @@ class CuratorSettings(ServiceSettings):
         check(self.loop_repeats >= 2, cls, "loop_repeats", prefix, "must be at least 2")
         check(self.max_empty_turns >= 0, cls, "max_empty_turns", prefix, "must not be negative")
         check(self.max_import_bytes >= 1024, cls, "max_import_bytes", prefix, "must be at least 1024")
+
+    @property
+    def allowed_tokenizer_roots(self) -> tuple[pathlib.Path, ...]:
+        if self.tokenizer_roots:
+            return self.tokenizer_roots
+        configured = () if self.tokenizer is None else (self.tokenizer if self.tokenizer.is_dir() else self.tokenizer.parent,)
+        return (self.data_dir_of("trainer"), model_cache_dir(), *configured)
 
     @property
     def database_path(self) -> pathlib.Path:

@@ -1,12 +1,14 @@
 """The evaluator's gRPC servicer: Evaluate, GetEvaluation, Leaderboard, ListBenchmarks.
 
-`Evaluate` checks the request (benchmark, options) before bringing up a policy: the request's
-`endpoint`, else a vLLM server (or Job) on `checkpoint_uri`, else the configured endpoint in
-endpoint mode. It runs the evaluation to the end (callers set a long deadline), publishes the
-`EvalResult` like a checkpoint-triggered one, and returns it; asking again for a finished
-evaluation returns the stored result at once. Errors are the typed domain errors, mapped to
-gRPC status at the edge (an unknown benchmark or broken suite: INVALID_ARGUMENT; a missing
-checkpoint: FAILED_PRECONDITION; an unreachable policy or sandbox: UNAVAILABLE).
+`Evaluate` checks the request (the field table below, then benchmark and options) before bringing
+up a policy: the request's `endpoint`, else a vLLM server (or Job) on `checkpoint_uri`, which must
+lie under the checkpoint roots (LIMI_EVALUATOR_CHECKPOINT_ROOTS), else the configured endpoint in
+endpoint mode; a suite file named by path must lie in LIMI_EVALUATOR_SUITES_DIR. It runs the
+evaluation to the end (callers set a long deadline), publishes the `EvalResult` like a
+checkpoint-triggered one, and returns it; asking again for a finished evaluation returns the
+stored result at once. Errors are the typed domain errors, mapped to gRPC status at the edge (an
+unknown benchmark or broken suite: INVALID_ARGUMENT; a path outside the roots: PERMISSION_DENIED;
+a missing checkpoint: FAILED_PRECONDITION; an unreachable policy or sandbox: UNAVAILABLE).
 """
 
 from __future__ import annotations
@@ -16,11 +18,24 @@ import contextlib
 from limi.evaluation.v1 import evaluation_pb2 as ev
 from limi.evaluator.v1 import evaluator_pb2, evaluator_pb2_grpc
 from limi_core import bus
-from limi_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from limi_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from limi_core.request_checks import (
+    COUNT, IDENTIFIER, MAX_ID_CHARS, Between, Each, Identifier, Url, check_fields, confined_path,
+)
 from limi_evaluator.evaluation import EvaluationSpec, Evaluator
 from limi_evaluator.policy import PolicyProvider
 from limi_evaluator.settings import EvaluatorSettings
 from limi_evaluator.store import FAILED, RUNNING
+
+
+EVALUATE = {
+    "checkpoint_id": IDENTIFIER, "endpoint": Url(), "model": IDENTIFIER, "benchmark": IDENTIFIER, "max_rounds": Between(0, 10),
+    "request_id": IDENTIFIER, "task_ids": Each(IDENTIFIER), "limit": COUNT, "samples": Between(0, 200),
+    "k": Each(Between(1, 200), max_items=16), "dataset_size": COUNT, "step": COUNT,
+}
+# An evaluation id is "evaluation:<checkpoint id>:<benchmark>".
+GET_EVALUATION = {"id": Identifier(3 * MAX_ID_CHARS, required=True)}
+LEADERBOARD = {"benchmark": IDENTIFIER}
 
 
 class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServiceServicer):
@@ -28,27 +43,36 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServiceServicer):
         self.settings, self.evaluator, self.policies = settings, evaluator, policies
         self._publisher_ref = publisher_ref  # returns the EventPublisher once NATS is connected
 
-    def _policy(self, request: evaluator_pb2.EvaluateRequest):
+    def _policy(self, request: evaluator_pb2.EvaluateRequest, checkpoint: str):
         if request.endpoint:
             return self.policies.endpoint(request.endpoint, request.model)
-        if request.checkpoint_uri or self.settings.policy_mode == "endpoint":
-            return self.policies.serve(request.checkpoint_uri)
+        if checkpoint or self.settings.policy_mode == "endpoint":
+            return self.policies.serve(checkpoint)
         raise InvalidArgument("checkpoint_uri", "set checkpoint_uri (a checkpoint directory to serve) or endpoint (a running policy)")
 
+    def _benchmark(self, name: str) -> str:
+        """A benchmark name as given; a suite file named by path only inside the suites folder."""
+        if "/" not in name and not name.startswith("~"):
+            return name
+        if self.settings.suites_dir is None:
+            raise PermissionDenied("benchmark", "suite files are read by path only from LIMI_EVALUATOR_SUITES_DIR, which is not set")
+        return str(confined_path("benchmark", name, (self.settings.suites_dir,), "LIMI_EVALUATOR_SUITES_DIR"))
+
     async def Evaluate(self, request: evaluator_pb2.EvaluateRequest, context) -> ev.EvalResult:
-        if request.max_rounds < 0:
-            raise InvalidArgument("max_rounds", "must not be negative")
-        if request.limit < 0 or request.samples < 0 or request.dataset_size < 0:
-            raise InvalidArgument("limit" if request.limit < 0 else "samples" if request.samples < 0 else "dataset_size", "must not be negative")
+        check_fields(request, EVALUATE)
+        checkpoint = ""
+        if request.checkpoint_uri:
+            roots = self.settings.allowed_checkpoint_roots
+            checkpoint = str(confined_path("checkpoint_uri", request.checkpoint_uri, roots, "LIMI_EVALUATOR_CHECKPOINT_ROOTS"))
         spec = EvaluationSpec(
-            checkpoint_id=request.checkpoint_id, benchmark=request.benchmark or self.settings.benchmarks[0],
+            checkpoint_id=request.checkpoint_id, benchmark=self._benchmark(request.benchmark or self.settings.benchmarks[0]),
             max_rounds=request.max_rounds, task_ids=tuple(request.task_ids), limit=request.limit, samples=request.samples,
             ks=tuple(request.k), dataset_size=request.dataset_size or None, step=request.step or None,
         )
         prepared = self.evaluator.prepare(spec)
         result = self.evaluator.store.get(prepared.evaluation_id)
         if result is None:
-            async with self._policy(request) if prepared.needs_policy else contextlib.nullcontext() as policy:
+            async with self._policy(request, checkpoint) if prepared.needs_policy else contextlib.nullcontext() as policy:
                 result = await self.evaluator.run(prepared, policy)
         publisher = self._publisher_ref()
         if publisher is not None:
@@ -56,8 +80,7 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServiceServicer):
         return result
 
     async def GetEvaluation(self, request: evaluator_pb2.GetEvaluationRequest, context) -> ev.EvalResult:
-        if not request.id:
-            raise InvalidArgument("id", "must not be empty")
+        check_fields(request, GET_EVALUATION)
         result = self.evaluator.store.get(request.id)
         if result is not None:
             return result
@@ -70,6 +93,7 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServiceServicer):
         raise FailedPrecondition(f"evaluation {request.id} {FAILED}: {error}")
 
     async def Leaderboard(self, request: evaluator_pb2.LeaderboardRequest, context) -> evaluator_pb2.LeaderboardResponse:
+        check_fields(request, LEADERBOARD)
         response = evaluator_pb2.LeaderboardResponse()
         for row in self.evaluator.store.leaderboard(request.benchmark):
             entry = response.entries.add(checkpoint_id=row.checkpoint_id, benchmark=row.benchmark, aggregate=row.aggregate,

@@ -13,7 +13,7 @@ import pathlib
 from typing import ClassVar
 
 from limi_core.config import check
-from limi_core.settings import DEFAULT_PORTS, ServiceSettings
+from limi_core.settings import DEFAULT_PORTS, ServiceSettings, model_cache_dir
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[4]
 DEFAULT_BENCHMARKS_DIR = REPOSITORY_ROOT.parent / "shared" / "benchmarks"
@@ -51,6 +51,9 @@ class EvaluatorSettings(ServiceSettings):
     kubernetes_image: str = "vllm/vllm-openai:latest"
     kubernetes_checkpoints_claim: str = "limi-checkpoints"
     kubernetes_gpus: int = 1
+    # Folders Evaluate.checkpoint_uri may name a model directory under; empty: the trainer's data dir
+    # (its checkpoints and built models) and limi's model cache, or /checkpoints in kubernetes mode.
+    checkpoint_roots: tuple[pathlib.Path, ...] = ()
 
     # The services an evaluation uses.
     sandbox_address: str = f"127.0.0.1:{DEFAULT_PORTS['sandbox'].grpc}"
@@ -95,10 +98,18 @@ class EvaluatorSettings(ServiceSettings):
         check(0.0 <= self.temperature <= 2.0, cls, "temperature", prefix, "must be between 0 and 2")
         check(0.0 < self.top_p <= 1.0, cls, "top_p", prefix, "must be in (0, 1]")
         check(self.humaneval_limit >= 0, cls, "humaneval_limit", prefix, "must not be negative")
+        check(self.checkpoint_task_limit >= 0, cls, "checkpoint_task_limit", prefix, "must not be negative (0: every task)")
         for name in ("round_wall_seconds", "check_timeout_seconds", "humaneval_timeout_seconds", "ack_wait_seconds", "vllm_start_timeout_seconds"):
             check(getattr(self, name) > 0, cls, name, prefix, "must be positive")
 
-        check(self.checkpoint_task_limit >= 0, cls, "checkpoint_task_limit", prefix, "must not be negative (0: every task)")
+    @property
+    def allowed_checkpoint_roots(self) -> tuple[pathlib.Path, ...]:
+        if self.checkpoint_roots:
+            return self.checkpoint_roots
+        if self.policy_mode == "kubernetes":
+            return (pathlib.Path("/checkpoints"),)  # where the vLLM Job mounts the checkpoints claim (kubernetes_policy.MOUNT)
+        return (self.data_dir_of("trainer"), model_cache_dir())
+
     @property
     def reports_dir(self) -> pathlib.Path:
         return self.data_dir / "reports"

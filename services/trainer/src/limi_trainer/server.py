@@ -44,7 +44,8 @@ class TrainerApp:
             poll_seconds=settings.progress_poll_seconds, gpus_per_run=settings.gpus_per_run,
             worker_env={"LIMI_TRAINER_MODELS_DIR": str(settings.local_models_dir)},
         )
-        self.servicer = TrainerServicer(self.supervisor, self.store, default_base_model=settings.base_model, default_preset=settings.preset)
+        self.servicer = TrainerServicer(self.supervisor, self.store, default_base_model=settings.base_model, default_preset=settings.preset,
+                                        dataset_roots=settings.allowed_dataset_roots, model_roots=settings.allowed_model_roots)
         self.bus = BusLink(self.name)
 
     def register(self, server: grpc.aio.Server) -> None:

@@ -1,7 +1,9 @@
 """The trainer's gRPC servicer: request validation, then calls into the run supervisor.
 
 StartRun names a dataset by the id of a `Dataset` event the trainer has seen, or by a `file://`
-URI of LIMI JSONL; it queues a run (or returns the existing run with the same id). GetRun,
+URI of LIMI JSONL under the dataset roots (LIMI_TRAINER_DATASET_ROOTS, by default the curator's
+datasets folder); a local base model must lie under the model roots. It queues a run (or returns
+the existing run with the same id). Every field is checked against the tables below. GetRun,
 ListRuns, CancelRun and WatchRun report runs as `Run` messages; WatchRun streams a message on
 every change until the run is final. Domain errors are typed (limi_core.errors) and mapped to
 status codes at the edge. It does not train.
@@ -10,12 +12,14 @@ status codes at the edge. It does not train.
 from __future__ import annotations
 
 import pathlib
+import re
 
 from google.protobuf import timestamp_pb2
 
 from limi.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from limi_core.errors import InvalidArgument, NotFound
-from limi_trainer.dataset import DatasetInput, local_path
+from limi_core.request_checks import IDENTIFIER, MAX_PATH_CHARS, REQUIRED_IDENTIFIER, Entries, Identifier, check_fields, confined_path
+from limi_trainer.dataset import DatasetInput
 from limi_trainer.run_store import RunRecord, RunState, RunStore
 from limi_trainer.supervisor import RunRequest, RunSupervisor
 from limi_trainer.tiny import TINY_MODEL_NAME
@@ -27,42 +31,67 @@ STATES = {
     RunState.FAILED: trainer_pb2.RUN_STATE_FAILED,
     RunState.CANCELLED: trainer_pb2.RUN_STATE_CANCELLED,
 }
-MAX_ID_CHARS = 512
+START_RUN = {
+    "dataset_id": IDENTIFIER,
+    "base_model": Identifier(MAX_PATH_CHARS),
+    "preset": IDENTIFIER,
+    "hyperparameters": Entries(key=Identifier(64), value=Identifier(256), max_items=100),
+    "request_id": IDENTIFIER,
+}
+BY_ID = {"id": REQUIRED_IDENTIFIER}
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
-    def __init__(self, supervisor: RunSupervisor, store: RunStore, *, default_base_model: str, default_preset: str) -> None:
+    def __init__(self, supervisor: RunSupervisor, store: RunStore, *, default_base_model: str, default_preset: str,
+                 dataset_roots: tuple[pathlib.Path, ...] = (), model_roots: tuple[pathlib.Path, ...] = ()) -> None:
         self._supervisor, self._store = supervisor, store
         self._default_base_model, self._default_preset = default_base_model, default_preset
+        self._dataset_roots, self._model_roots = dataset_roots, model_roots
 
     async def StartRun(self, request: trainer_pb2.StartRunRequest, context) -> trainer_pb2.Run:
+        check_fields(request, START_RUN)
         dataset = self._dataset(request)
-        base_model = request.base_model or self._default_base_model
-        _check_base_model(base_model)
-        run_request = RunRequest(dataset, base_model, request.preset or self._default_preset, dict(request.hyperparameters), _text("request_id", request.request_id))
+        base_model = self._base_model(request.base_model) if request.base_model else self._default_base_model
+        run_request = RunRequest(dataset, base_model, request.preset or self._default_preset, dict(request.hyperparameters), request.request_id)
         return self._message(await self._supervisor.submit(run_request))
 
     async def GetRun(self, request: trainer_pb2.GetRunRequest, context) -> trainer_pb2.Run:
-        return self._message(self._supervisor.get(_required("id", request.id)))
+        check_fields(request, BY_ID)
+        return self._message(self._supervisor.get(request.id))
 
     async def ListRuns(self, request: trainer_pb2.ListRunsRequest, context) -> trainer_pb2.ListRunsResponse:
         return trainer_pb2.ListRunsResponse(runs=[self._message(run) for run in self._supervisor.list()])
 
     async def CancelRun(self, request: trainer_pb2.CancelRunRequest, context) -> trainer_pb2.Run:
-        return self._message(await self._supervisor.cancel(_required("id", request.id)))
+        check_fields(request, BY_ID)
+        return self._message(await self._supervisor.cancel(request.id))
 
     async def WatchRun(self, request: trainer_pb2.GetRunRequest, context):
-        async for run in self._supervisor.watch(_required("id", request.id)):
+        check_fields(request, BY_ID)
+        async for run in self._supervisor.watch(request.id):
             yield self._message(run)
 
+    def _base_model(self, name: str) -> str:
+        """A hub id as given; a local directory only under the model roots, holding config.json."""
+        if name == TINY_MODEL_NAME:
+            return name
+        if not name.startswith(("/", "file:")):
+            if not HUB_ID.fullmatch(name) or pathlib.Path(name).exists():
+                raise InvalidArgument("base_model", "must be a Hugging Face model id (owner/name) or an absolute path of a local model directory")
+            return name
+        path = confined_path("base_model", name, self._model_roots, "LIMI_TRAINER_MODEL_ROOTS")
+        if not (path / "config.json").is_file():
+            raise InvalidArgument("base_model", f"{path} is not a Hugging Face model directory (no config.json)")
+        return str(path)
+
     def _dataset(self, request: trainer_pb2.StartRunRequest) -> DatasetInput:
-        dataset_id = _text("dataset_id", request.dataset_id)
+        dataset_id = request.dataset_id
         if request.dataset_uri:
-            uri = _text("dataset_uri", request.dataset_uri)
-            path = local_path(uri)
+            path = confined_path("dataset_uri", request.dataset_uri, self._dataset_roots, "LIMI_TRAINER_DATASET_ROOTS")
             if not path.is_file():
-                raise InvalidArgument("dataset_uri", f"{uri} is not a readable file")
-            return DatasetInput(uri=path.resolve().as_uri(), dataset_id=dataset_id or path.resolve().as_uri())
+                raise InvalidArgument("dataset_uri", f"{path} is not a readable file")
+            return DatasetInput(uri=path.as_uri(), dataset_id=dataset_id or path.as_uri())
         if not dataset_id:
             raise InvalidArgument("dataset_id", "is required (or give dataset_uri)")
         known = self._store.dataset(dataset_id)
@@ -79,27 +108,6 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             created_at=_timestamp(run.created_at), finished_at=_timestamp(run.finished_at), resumed_from_step=run.resumed_from_step,
             attempts=run.attempts, queue_position=self._supervisor.queue_position(run.id), dataset_content_hash=run.dataset_content_hash,
         )
-
-
-def _check_base_model(name: str) -> None:
-    _text("base_model", name)
-    looks_local = name.startswith(("/", ".", "~")) or pathlib.Path(name).expanduser().exists()
-    if name != TINY_MODEL_NAME and looks_local and not (pathlib.Path(name).expanduser() / "config.json").is_file():
-        raise InvalidArgument("base_model", f"{name} is not a Hugging Face model directory (no config.json)")
-
-
-def _text(field: str, value: str) -> str:
-    if "\x00" in value:
-        raise InvalidArgument(field, "must not contain NUL characters")
-    if len(value) > MAX_ID_CHARS:
-        raise InvalidArgument(field, f"must be at most {MAX_ID_CHARS} characters")
-    return value
-
-
-def _required(field: str, value: str) -> str:
-    if not value:
-        raise InvalidArgument(field, "is required")
-    return _text(field, value)
 
 
 def _timestamp(seconds: float) -> timestamp_pb2.Timestamp | None:
