@@ -21,8 +21,9 @@ Health has two meanings, for two probes:
 
 Shutdown on SIGTERM or SIGINT, in order: health NOT_SERVING; the app's methods refuse new calls
 (UNAVAILABLE "shutting down"); consumers take no new messages and finish, within the grace
-period, what they hold; `app.stop(grace)`; the gRPC server stops with the grace period; NATS
-is drained. Start-up failures exit with one sentence on stderr and a code from exit_codes.py.
+period, what they hold; the gRPC server lets the calls in flight finish within the grace period
+(a sandbox command ends normally rather than with its session closed under it); then
+`app.stop(grace)` releases the app's resources; NATS is drained. Start-up failures exit with one sentence on stderr and a code from exit_codes.py.
 """
 
 from __future__ import annotations
@@ -330,8 +331,8 @@ class ServiceRunner:
         self._gate.refusal = f"the {self.app.name} service is shutting down; retry on another instance or after its restart"
         self.stopping.set()
         await asyncio.gather(*(loop.stop(grace) for loop in self._loops))
-        await self.app.stop(grace)
         await server.stop(grace)
+        await self.app.stop(grace)
         if connection is not None and not connection.nc.is_closed:
             try:
                 await connection.nc.drain()

@@ -72,6 +72,16 @@ def completion_payload(model: str, reply: Reply, request: dict) -> dict:
     }
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    stopping = False
+
+    def handle_error(self, request, client_address) -> None:
+        if self.stopping:
+            return  # a connection cut by stop(): that is the outage, not an error to print
+        super().handle_error(request, client_address)
+
+
 class ScriptedPolicyServer:
     def __init__(self, script: Script, model: str = "scripted-policy", host: str = "127.0.0.1", port: int = 0) -> None:
         self.script, self.model = script, model
@@ -133,8 +143,7 @@ class ScriptedPolicyServer:
                 else:
                     self._send(200, completion_payload(server.model, action, request))
 
-        self._http = ThreadingHTTPServer((host, port), Handler)
-        self._http.daemon_threads = True
+        self._http = _HTTPServer((host, port), Handler)
         self._thread = threading.Thread(target=self._http.serve_forever, name="scripted-policy", daemon=True)
 
     @property
@@ -151,6 +160,7 @@ class ScriptedPolicyServer:
         return self
 
     def stop(self) -> None:
+        self._http.stopping = True
         self._http.shutdown()
         self._http.server_close()
         with self._lock:
