@@ -126,7 +126,8 @@ def generate_activity(stack: EmbeddedStack, policy: ScriptedPolicyServer) -> Non
     to rate()), beside one tiny training run on CPU (one optimizer step; about 45 s, mostly start-up)."""
     channel = {name: grpc.insecure_channel(endpoint.grpc_address) for name, endpoint in stack.endpoints.items()}
     trainer = trainer_pb2_grpc.TrainerServiceStub(channel["trainer"])
-    dataset = stack.data_dir / "dashboards-dataset.jsonl"
+    dataset = stack.data_dir / "curator" / "datasets" / "dashboards-dataset.jsonl"  # where StartRun may read datasets
+    dataset.parent.mkdir(parents=True, exist_ok=True)
     dataset.write_text("".join(json.dumps(tool_use_sample(n)) + "\n" for n in range(4)))
     run = trainer.StartRun(trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), base_model="limi-tiny", preset="tiny-cpu",
                                                        hyperparameters={"epochs": "1"}), timeout=60)
