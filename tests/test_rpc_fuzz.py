@@ -2,17 +2,17 @@
 
 The five services run as real processes on a real nats-server. The test asks each one for its
 methods and message descriptors through gRPC reflection, builds the request classes from those
-descriptors alone, and sends, for every method each server lists (its limi service, health and
-reflection; all but Health.Watch, which streams until the client leaves): an empty request; bytes that are no message; a
-request of 5 MB and one of 20 MB (over the 16 MB limit); and, for every field (nested messages
-included, four levels deep), the values that have broken services before: 1 MB strings, NUL
-bytes, invalid UTF-8 on the wire, paths out of the data roots (`../../etc/passwd`,
-`/etc/passwd`, `file:///etc/passwd`), ids that do not exist, -1 / 2^31-1 / 2^63-1, NaN and
-infinities, unknown enum values, 10,000-item lists and maps. Client-streaming methods also get
-no message at all, a good chunk then garbage, and 10,000 chunks. Sandbox calls carry the id of a
-live session, so that their path fields reach the file tools, and methods whose first check is a
-required field get the bad value on top of a request that passes it (BASES), so that it reaches
-the checks behind.
+descriptors alone, and sends to every method each server lists (its limi service, health and
+reflection; all but Health.Watch, which streams until the client leaves): an empty request;
+bytes that are no message; requests of 5 MB and of 20 MB (over the 16 MB limit); 10 MB in the
+first string or bytes field; and, for every field (nested messages included, four levels deep),
+the values that have broken services before: 1 MB strings, NUL bytes, invalid UTF-8 on the wire,
+paths out of the data roots (`../../etc/passwd`, `/etc/passwd`, `file:///etc/passwd`), ids that
+do not exist, -1 / 2^31-1 / 2^63-1, NaN and infinities, unknown enum values, 10,000-item lists
+and maps. Client-streaming methods also get no message at all, a good message then garbage, and
+10,000 messages. Sandbox calls carry the id of a live session, so that their path fields reach
+the file tools, and methods whose first check is a required field get the bad value on top of a
+request that passes it (BASES), so that it reaches the checks behind.
 
 An answer fails the test when it is INTERNAL or UNKNOWN; when its status message is over 1 KiB;
 when an INVALID_ARGUMENT, OUT_OF_RANGE or PERMISSION_DENIED message does not start with a field
@@ -331,6 +331,10 @@ def cases_for(method: MethodDescriptor, base: Callable[[object], None]) -> list[
     cases = [case("an empty request", request())]
     cases += [case(label, raw) for label, raw in GARBAGE]
     cases += [case(f"a {size // MIB} MB request", request() + _unknown_field(size)) for size in (5 * MIB, 20 * MIB)]
+    blob = next((f for f in request_type.fields if f.type in (f.TYPE_STRING, f.TYPE_BYTES) and not f.is_repeated), None)
+    if blob is not None:
+        value = "x" * (10 * MIB) if blob.type == blob.TYPE_STRING else b"x" * (10 * MIB)
+        cases.append(case(f"{blob.name}: 10 MB", request(lambda m: setattr(m, blob.name, value)), blob.name))
     for field, label, apply, wire in mutations(request_type):
         cases.append(case(f"{field}: {label}", request(apply), field, wire))
     if method.client_streaming:
