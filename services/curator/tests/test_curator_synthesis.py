@@ -9,11 +9,12 @@ from collections import Counter
 import pytest
 
 from limi.query.v1 import query_pb2
-from limi_core.errors import InvalidArgument
+from limi_core.errors import DependencyUnavailable, InvalidArgument
+from limi_core.policy_client import PolicyUnavailable
+from limi_core.processes import free_port
 from limi_curator.alignment import check_alignment
 from limi_curator.curator import Curator
 from limi_curator.funnel import Funnel
-from limi_curator.openai_client import ChatClient, EndpointError
 from limi_curator.pr_filters import FilterConfig, apply_filters
 from limi_curator.pull_requests import parse_pull_requests
 from limi_curator.settings import DEFAULT_BENCHMARKS_DIR
@@ -174,14 +175,12 @@ def test_a_refusing_endpoint_is_counted_and_a_dead_one_stops_the_run(curator, sc
     scripted_llm.mode = "normal"
     recovered, _, _ = curator.synthesize(content=_jsonl(corpus[:40]), **arguments)
     assert recovered.cache_hits == 0 and recovered.accepted, "refusals are not cached"
-    client = ChatClient(f"http://127.0.0.1:{scripted_llm.port}/v1", "m", retries=1, first_backoff=0.01)
     scripted_llm.mode = "fail"
-    with pytest.raises(EndpointError, match=r"HTTP 500 after 2 attempt\(s\)"):
-        client.complete([{"role": "user", "content": "```json\n{}\n```"}])
-    from limi_core.processes import free_port
-
-    with pytest.raises(EndpointError, match="unreachable after 1 attempt"):
-        ChatClient(f"http://127.0.0.1:{free_port()}/v1", "m", retries=0).complete([{"role": "user", "content": "hi"}])
+    with pytest.raises(PolicyUnavailable, match=r"HTTP 500 from .*; gave up after 4 attempts") as failed:
+        curator.synthesize(content=_jsonl(corpus[40:80]), **arguments)
+    assert isinstance(failed.value, DependencyUnavailable) and failed.value.dependency == "synthesis endpoint"
+    with pytest.raises(PolicyUnavailable, match="ConnectError talking to .*; gave up after 4 attempts"):
+        curator.synthesize(content=_jsonl(corpus[40:80]), **{**arguments, "endpoint": f"http://127.0.0.1:{free_port()}/v1"})
 
 
 @pytest.mark.skipif(not DEFAULT_BENCHMARKS_DIR.is_dir(), reason="needs ../shared/benchmarks")

@@ -18,6 +18,8 @@ from limi.trajectory.v1 import trajectory_pb2
 from limi_core import limi_format
 from limi_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from limi_core.idempotency import IdempotentSink
+from limi_core.policy_client import PolicyClient
+from limi_core.retry import RetryPolicy
 from limi_curator import query_import
 from limi_curator.benchmarks import load_benchmark_texts
 from limi_curator.categories import UnknownName, category_from_name, category_name
@@ -27,7 +29,6 @@ from limi_curator.db import CuratorDatabase
 from limi_curator.dedupe import BenchmarkIndex, Deduplicator, Duplicate, dedupe_report_markdown
 from limi_curator.limi_dataset import export_samples, parse_limi_dataset, sample_to_trajectory
 from limi_curator.minhash import MinHasher
-from limi_curator.openai_client import ChatClient
 from limi_curator.pr_filters import FilterConfig
 from limi_curator.pull_requests import parse_pull_requests
 from limi_curator.query_pool import QueryPool, check_set_name
@@ -121,8 +122,9 @@ class Curator:
         config.validate()
         counter = self.token_counter(tokenizer)
         records = parse_pull_requests(content, origin or "pull_requests.jsonl")
-        client = ChatClient(endpoint, model, api_key=settings.synthesis_api_key, timeout=settings.synthesis_timeout_seconds,
-                            retries=settings.synthesis_retries)
+        client = PolicyClient(endpoint, model, api_key=settings.synthesis_api_key, timeout_seconds=settings.synthesis_timeout_seconds,
+                              retry=RetryPolicy(attempts=settings.synthesis_retries + 1, first_backoff_seconds=0.5, max_backoff_seconds=8.0),
+                              dependency="synthesis endpoint")
         options = SynthesisOptions(config, select or settings.synthesis_select, model, settings.synthesis_temperature,
                                    settings.synthesis_concurrency, origin or "pull_requests.jsonl")
         benchmarks_note = ""

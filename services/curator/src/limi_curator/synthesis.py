@@ -4,36 +4,32 @@ Stages, in order: the PR filters (pr_filters.py); synthesis through an OpenAI-co
 (answers cached by PR and prompt hash, so a re-run only asks for what changed); the alignment
 check (alignment.py); decontamination against the pool and the benchmarks (dedupe.py); and the
 coverage selection of N (coverage.py). Like LIMI's released code, the selected query ends with
-the sentence naming the files to modify. A PR whose request the endpoint refuses (a 4xx such as
-a prompt over the context length) is dropped and counted; an endpoint that cannot be reached
-stops the run with `EndpointError` (answers received so far stay cached). It does not store
+the sentence naming the files to modify. The endpoint is asked through limi_core's one policy
+client, `concurrency` requests at a time. A PR whose request the endpoint refuses (a 4xx such
+as a prompt over the context length) is dropped and counted; an endpoint that cannot be reached
+stops the run with `PolicyUnavailable` (answers received so far stay cached). It does not store
 queries in the pool (the caller does, when asked).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
 
 from limi.query.v1 import query_pb2
+from limi_core.policy_client import PolicyClient, PolicyRejected, Sampling
 from limi_curator.alignment import check_alignment
 from limi_curator.coverage import select_with_coverage
 from limi_curator.db import CuratorDatabase
 from limi_curator.dedupe import Deduplicator
 from limi_curator.funnel import Funnel
-from limi_curator.openai_client import EndpointError
 from limi_curator.pr_filters import FilterConfig, apply_filters
 from limi_curator.pull_requests import PullRequest
 from limi_curator.query_import import content_hash, default_query_id
 from limi_curator.synthesis_prompt import PROMPT_VERSION, AnswerError, SynthesizedTask, build_messages, parse_answer, prompt_hash
 from limi_curator.tokens import TokenCounter
-
-
-class Completer(Protocol):
-    def complete(self, messages: list[dict], *, temperature: float, max_tokens: int) -> str: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +99,7 @@ def _query(candidate_record: PullRequest, task: SynthesizedTask, options: Synthe
     return query
 
 
-def synthesize(records: list[PullRequest], *, options: SynthesisOptions, client: Completer, cache: SynthesisCache, counter: TokenCounter,
+def synthesize(records: list[PullRequest], *, options: SynthesisOptions, client: PolicyClient, cache: SynthesisCache, counter: TokenCounter,
                deduplicator: Deduplicator | None = None, pool_texts: Sequence[tuple[str, str]] = ()) -> SynthesisResult:
     funnel = Funnel()
     kept = apply_filters(records, options.filters, counter, funnel)
@@ -120,22 +116,8 @@ def synthesize(records: list[PullRequest], *, options: SynthesisOptions, client:
         else:
             answers[record.key] = cached
     refused: dict[str, str] = {}
-
-    def ask(item: tuple[PullRequest, list[dict], str]) -> None:
-        record, messages, digest = item
-        try:
-            answer = client.complete(messages, temperature=options.temperature, max_tokens=1024)
-        except EndpointError as exc:
-            if 400 <= exc.status < 500:
-                refused[record.key] = str(exc)
-                return
-            raise
-        cache.put(record.key, digest, answer)
-        answers[record.key] = answer
-
-    with ThreadPoolExecutor(max_workers=options.concurrency) as executor:
-        for _ in executor.map(ask, missing):
-            pass
+    if missing:
+        asyncio.run(_ask_all(client, missing, options, cache, answers, refused))
 
     aligned: list[Candidate] = []
     for record, _messages, digest in prompts:
@@ -178,6 +160,35 @@ def synthesize(records: list[PullRequest], *, options: SynthesisOptions, client:
         if candidate.record.label not in chosen:
             funnel.drop("selection", candidate.record.label, "not_selected", "coverage already reached by others")
     return SynthesisResult(funnel, accepted, selected, len(prompts) - len(missing), len(missing), counter.name)
+
+
+async def _ask_all(client: PolicyClient, missing: list[tuple[PullRequest, list[dict], str]], options: SynthesisOptions,
+                   cache: SynthesisCache, answers: dict[str, str], refused: dict[str, str]) -> None:
+    """Ask the endpoint for every missing answer, `options.concurrency` at a time; the first outage ends it."""
+    gate = asyncio.Semaphore(options.concurrency)
+    sampling = Sampling(temperature=options.temperature, max_tokens=1024)
+
+    async def ask(record: PullRequest, messages: list[dict], digest: str) -> None:
+        async with gate:
+            try:
+                turn = await client.complete(messages, [], sampling)
+            except PolicyRejected as exc:
+                refused[record.key] = str(exc)
+                return
+        cache.put(record.key, digest, turn.content)
+        answers[record.key] = turn.content
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for item in missing:
+                group.create_task(ask(*item))
+    except BaseExceptionGroup as failures:
+        first = failures.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    finally:
+        await client.close()
 
 
 def synthesis_report_markdown(result: SynthesisResult) -> str:
