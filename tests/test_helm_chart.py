@@ -229,8 +229,10 @@ def test_services_have_native_grpc_probes_on_their_health_port(profile):
         prefix = f"LIMI_{service.upper()}_"
         assert env[prefix + "GRPC_ADDRESS"] == f"0.0.0.0:{ports['grpc']}"
         assert env[prefix + "METRICS_ADDRESS"] == f"0.0.0.0:{ports['metrics']}"
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        for probe in ("startupProbe", "readinessProbe"):
             assert container[probe]["grpc"] == {"port": ports["grpc"]}, f"{service} {probe}"
+        # Liveness is its own health entry: a NATS outage makes a pod unready, never restarts it.
+        assert container["livenessProbe"]["grpc"] == {"port": ports["grpc"], "service": "liveness"}, service
         assert pod["terminationGracePeriodSeconds"] > float(env["LIMI_SHUTDOWN_GRACE_SECONDS"])
         assert container["command"] == ["python", "-m", f"limi_{service}"]
         # Helm reads numbers as float64: 16777216 must not come out as 1.6777216e+07.

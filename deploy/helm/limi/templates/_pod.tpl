@@ -55,7 +55,9 @@ evaluator service's folder, so both see the same store).
   value: "1"
 {{- end }}
 
-{{/* Native gRPC probes on grpc.health.v1 (the overall "" service); call with (dict "root" $ "port" 50051). */}}
+{{/* Native gRPC probes on grpc.health.v1: startup and readiness ask the overall "" status (NOT_SERVING
+     while NATS is lost or a consumer is down), liveness asks "liveness" (SERVING until shutdown, so
+     someone else's outage never restarts the pod); call with (dict "root" $ "port" 50051). */}}
 {{- define "limi.grpcProbes" -}}
 {{- $probes := .root.Values.common.probes -}}
 startupProbe:
@@ -73,6 +75,7 @@ readinessProbe:
 livenessProbe:
   grpc:
     port: {{ int64 .port }}
+    service: liveness
   periodSeconds: {{ int64 $probes.livenessPeriodSeconds }}
   failureThreshold: {{ int64 $probes.livenessFailureThreshold }}
   timeoutSeconds: {{ int64 $probes.timeoutSeconds }}
