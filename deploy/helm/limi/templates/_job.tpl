@@ -40,7 +40,8 @@ spec:
             onExitCodes:
               containerName: {{ .name }}
               operator: In
-              values: [2, 3]
+              # Bad usage or input, and a missing precondition (limi_core.exit_codes): retrying cannot help.
+              values: [2, 5]
           - action: Ignore
             onPodConditions:
               - type: DisruptionTarget

@@ -7,7 +7,8 @@ published on `limi.evaluations.finished` under its id, so a redelivered event re
 same message (stored once) and re-runs nothing. A crash mid-evaluation leaves the finished
 tasks in the store and the event unacked: the redelivery resumes. A checkpoint that can never
 be evaluated (no id, missing directory, a broken suite in the configuration) is dead-lettered
-at once with the reason; an unreachable policy or sandbox is retried with backoff.
+at once with the reason; an unreachable policy, sandbox or rollout service raises
+`DependencyUnavailable`, and the consumer holds the event, uncharged, until it answers.
 """
 
 from __future__ import annotations
