@@ -49,6 +49,20 @@ def host_uids(pid: int) -> set[int]:
     return set()
 
 
+def child_states(pid: int) -> dict[int, str]:
+    """pid -> state letter ("S", "Z", ...) of each direct child of `pid`."""
+    children = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = pathlib.Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == pid:
+                children[int(name)] = fields[0]
+    return children
+
+
 def rss_bytes(pid: int) -> int:
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -119,6 +133,16 @@ class RunningSandbox:
     def rss(self) -> int:
         return rss_bytes(self.process.pid)
 
+    def children(self) -> dict[int, str]:
+        """The service's child processes (the outermost process of each sandbox) and their states."""
+        return child_states(self.process.pid)
+
+    def zombies(self) -> list[int]:
+        return [pid for pid, state in self.children().items() if state == "Z"]
+
+    child_states = staticmethod(child_states)
+    collect = staticmethod(ExecOutput)
+
     def metrics(self) -> str:
         return urllib.request.urlopen(f"http://{self.metrics_address}/metrics", timeout=10).read().decode()
 
@@ -164,13 +188,29 @@ def sandbox_service_factory(tmp_path_factory):
         service.nats.stop()
 
 
+# Small limits, so abuse never endangers the host.
+SMALL_LIMITS = dict(
+    LIMI_SANDBOX_DEFAULT_MEMORY_BYTES=str(256 * MiB), LIMI_SANDBOX_DEFAULT_MAX_FILE_BYTES=str(64 * MiB),
+    LIMI_SANDBOX_DEFAULT_WORKSPACE_BYTES=str(64 * MiB), LIMI_SANDBOX_TMP_BYTES=str(64 * MiB),
+    LIMI_SANDBOX_DEFAULT_MAX_PROCESSES="64", LIMI_SANDBOX_DEFAULT_CPU_SECONDS="5",
+    LIMI_SANDBOX_DEFAULT_WALL_TIMEOUT_SECONDS="10", LIMI_SANDBOX_DEFAULT_MAX_OUTPUT_BYTES=str(MiB),
+    LIMI_SANDBOX_DEFAULT_MAX_OPEN_FILES="256", LIMI_SANDBOX_MAX_ARCHIVE_FILES="1000",
+)
+
+
 @pytest.fixture(scope="module")
 def small_sandbox(sandbox_service_factory) -> RunningSandbox:
     """A service whose sessions have small limits, so abuse never endangers the host."""
-    return sandbox_service_factory(
-        LIMI_SANDBOX_DEFAULT_MEMORY_BYTES=str(256 * MiB), LIMI_SANDBOX_DEFAULT_MAX_FILE_BYTES=str(64 * MiB),
-        LIMI_SANDBOX_DEFAULT_WORKSPACE_BYTES=str(64 * MiB), LIMI_SANDBOX_TMP_BYTES=str(64 * MiB),
-        LIMI_SANDBOX_DEFAULT_MAX_PROCESSES="64", LIMI_SANDBOX_DEFAULT_CPU_SECONDS="5",
-        LIMI_SANDBOX_DEFAULT_WALL_TIMEOUT_SECONDS="10", LIMI_SANDBOX_DEFAULT_MAX_OUTPUT_BYTES=str(MiB),
-        LIMI_SANDBOX_DEFAULT_MAX_OPEN_FILES="256", LIMI_SANDBOX_MAX_ARCHIVE_FILES="1000",
-    )
+    return sandbox_service_factory(**SMALL_LIMITS)
+
+
+@pytest.fixture(scope="module")
+def cold_sandbox(sandbox_service_factory) -> RunningSandbox:
+    """Like small_sandbox, without warm pools: each new session is one new child process of the service."""
+    return sandbox_service_factory(LIMI_SANDBOX_POOL_SIZE="0", LIMI_SANDBOX_GVISOR_POOL_SIZE="0", **SMALL_LIMITS)
+
+
+@pytest.fixture(scope="module")
+def rlimit_sandbox(sandbox_service_factory) -> RunningSandbox:
+    """Like small_sandbox, without the cgroup memory controller: memory is limited by RLIMIT_AS per command."""
+    return sandbox_service_factory(LIMI_SANDBOX_USE_CGROUPS="false", LIMI_SANDBOX_POOL_SIZE="1", **SMALL_LIMITS)

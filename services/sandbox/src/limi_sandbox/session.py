@@ -28,6 +28,8 @@ from limi_sandbox.settings import SandboxSettings
 FILE_CALL_SECONDS = 60.0
 MAX_LIST_ENTRIES = 10_000
 MAX_SEARCH_RESULTS = 1000
+# A search stops after this long, or this much CPU (or the session's per-command CPU limit, if lower).
+SEARCH_SECONDS, SEARCH_CPU_SECONDS = 20, 10
 # The most a list or search answer's JSON holds (agent_files.MAX_ANSWER_BYTES).
 MAX_JSON_ANSWER_BYTES = 4 << 20
 
@@ -193,8 +195,8 @@ class Session:
         if max_results < 0:
             raise InvalidArgument("max_results", "must not be negative")
         wanted = min(max_results or 100, MAX_SEARCH_RESULTS)
-        header = {"pattern": pattern, "path": workspace_path(path), "max_results": wanted, "timeout": 20,
-                  "limits": {"cpu": 10, "as": self.limits.memory_bytes}}
+        header = {"pattern": pattern, "path": workspace_path(path), "max_results": wanted, "timeout": SEARCH_SECONDS,
+                  "limits": {"cpu": min(SEARCH_CPU_SECONDS, self.limits.cpu_seconds), "as": self.limits.memory_bytes}}
         reply, matches = await self._file_call("search", header, answer_bytes=MAX_JSON_ANSWER_BYTES)
         if len(matches) > wanted:
             raise self.sandbox.agent.broken(f"a search for {wanted} matches answered {len(matches)}")

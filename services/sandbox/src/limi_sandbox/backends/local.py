@@ -219,11 +219,22 @@ class LocalSandbox(Sandbox):
         return self._stderr.decode("utf-8", "replace")
 
     def apply_limits(self, limits: SessionLimits) -> None:
-        if self.cgroup is not None:
+        if self.cgroup is None:
+            return
+        try:
             self.cgroup.set_limits(*cgroup_limits(limits, self.memory_overhead, self.limit_pids))
+        except OSError:
+            if self._closing is None:
+                raise
+            raise Unavailable(f"sandbox {self.name} ended while it was being prepared; retry") from None
 
     def oom_kills(self) -> int | None:
-        return self.cgroup.oom_kills() if self.cgroup is not None else None
+        if self.cgroup is None or self._closing is not None:
+            return None
+        try:
+            return self.cgroup.oom_kills()
+        except OSError:  # removed by a close under way
+            return None
 
     async def close(self) -> None:
         if self._closing is None:

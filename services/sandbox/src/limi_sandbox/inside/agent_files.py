@@ -201,7 +201,8 @@ def search(h, body):
         raise ToolError("not_found", "path", "%s does not exist" % (path or "."))
     limits = h.get("limits") or {}
     # One match more than asked for per file tells whether the answer was cut.
-    argv = ["grep", "-rsnIEZ", "--exclude-dir=.git", "-m", str(max_results + 1), "-e", pattern, "--", real]
+    # --line-buffered: matches found before a limit stops grep still reach us.
+    argv = ["grep", "-rsnIEZ", "--line-buffered", "--exclude-dir=.git", "-m", str(max_results + 1), "-e", pattern, "--", real]
 
     def limited():
         os.setpgrp()
