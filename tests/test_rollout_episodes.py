@@ -226,7 +226,7 @@ def test_feedback_rounds_continue_in_the_same_workspace(stack):
         (rollout_pb2.RunEpisodeRequest(query=query("x"), sampling=tp.SamplingParams(temperature=7)), "sampling.temperature"),
         (rollout_pb2.RunEpisodeRequest(continue_from=tp.Trajectory(id="t")), "feedback"),
         (rollout_pb2.RunEpisodeRequest(query=query_pb2.Query(text="x", workspace_files=[query_pb2.WorkspaceFile(path="../out.txt")])),
-         "query.workspace_files"),
+         "query.workspace_files[0].path"),
     ],
 )
 def test_bad_episode_requests_name_the_field(stack, request_, field):
