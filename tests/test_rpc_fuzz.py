@@ -73,6 +73,7 @@ STRINGS = [
     ("/etc/passwd", "/etc/passwd"),
     ("file:///etc/passwd", "file:///etc/passwd"),
     ("an id that does not exist", "no-such-id-7f3a9c"),
+    ("a 300-byte file name", "n" * 300),
     ("odd unicode", "\u202eevil\ufeff\U0001f600"),
     ("-1", "-1"),
 ]

@@ -67,16 +67,17 @@ def test_a_path_that_leaves_the_root_is_permission_denied(root, escape):
     ("s3://bucket/train.jsonl", "got scheme 's3'"),
     ("file://evil.example/etc/passwd", "must be a local file:// URI"),
     ("/" + "a" * 5000, "at most 4096 characters"),
+    ("{root}/" + "n" * 256, "a file name longer than 255 bytes"),
 ])
 def test_a_value_that_is_no_absolute_local_path_is_invalid(root, value, reason):
     with pytest.raises(InvalidArgument) as caught:
-        confined_path("dataset_uri", value, [root], "LIMI_X")
+        confined_path("dataset_uri", value.format(root=root), [root], "LIMI_X")
     assert caught.value.field == "dataset_uri" and reason in caught.value.reason
 
 
 def test_the_message_quotes_a_long_path_only_in_part(root):
     with pytest.raises(PermissionDenied) as caught:
-        confined_path("checkpoint_uri", "/" + "x" * 3000, [root], "LIMI_X")
+        confined_path("checkpoint_uri", "/" + "/".join(["x" * 100] * 30), [root], "LIMI_X")
     assert len(str(caught.value)) < 400
 
 

@@ -32,6 +32,7 @@ from limi_core.errors import InvalidArgument, PermissionDenied
 
 MAX_ID_CHARS = 512
 MAX_PATH_CHARS = 4096
+MAX_NAME_BYTES = 255
 MAX_ITEMS = 10_000
 # A step, a token count, a size in bytes: far above any real value, far below where arithmetic breaks.
 MAX_COUNT = 2**40
@@ -255,6 +256,8 @@ def local_path(field: str, value: str) -> pathlib.Path:
     path = pathlib.PurePosixPath(text)
     if not path.is_absolute():
         raise InvalidArgument(field, f"must be an absolute path or a file:// URI, got {quote(value)}")
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in path.parts):
+        raise InvalidArgument(field, f"has a file name longer than {MAX_NAME_BYTES} bytes")
     return pathlib.Path(text)
 
 
