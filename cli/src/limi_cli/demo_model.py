@@ -26,7 +26,8 @@ DEMO_MODEL_NAME = "limi-tiny-demo"
 def domain_corpus() -> tuple[str, ...]:
     """Tokenizer text: the tool schemas, the system prompt, and the family's words in many combinations."""
     texts = [DEFAULT_SYSTEM_PROMPT, *tools_json(), json.dumps([json.loads(t) for t in tools_json()])]
-    words, folders = basics.WORDS, basics.FOLDERS
+    words = [w for v in basics.VOCABULARIES.values() for w in v.words]
+    folders = [f for v in basics.VOCABULARIES.values() for f in (*v.folders, v.source_folder)]
     for i, word in enumerate(words):
         other = words[(i * 7 + 3) % len(words)]
         folder = folders[i % len(folders)]

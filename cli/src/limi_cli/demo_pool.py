@@ -9,6 +9,8 @@ The first 60 rows are `real` (written by a person in the LIMI recipe; here the f
 sentence templates), the last 18 `synthetic` (in LIMI synthesized from pull requests; here drawn
 from the same generator, marked so, with a made-up repository as provenance). The bundled file
 `demo_queries.jsonl` is what `python -m limi_cli.demo_pool` writes; a test keeps the two equal.
+`uncurated_records(factor)` draws the larger pool of `limi demo --uncurated`: other tasks of the
+same split, made on the fly (not bundled).
 It runs nothing.
 """
 
@@ -21,7 +23,7 @@ import sys
 from limi_evaluator import basics
 
 BUNDLED = pathlib.Path(__file__).with_name("demo_queries.jsonl")
-POOL_SIZE, REAL_QUERIES, SEED = 78, 60, 7
+POOL_SIZE, REAL_QUERIES, SEED, UNCURATED_SEED = 78, 60, 7, 11
 CATEGORY_OF_KIND = {
     "write-file": "data_processing",
     "python-function": "algorithm",
@@ -41,17 +43,18 @@ def _start_files(task: basics.Task, index: int) -> dict[str, str]:
     return files
 
 
-def pool_records(count: int = POOL_SIZE, seed: int = SEED, real: int = REAL_QUERIES) -> list[dict]:
-    """`count` import rows from the train split, deterministic for (count, seed, real)."""
+def pool_records(count: int = POOL_SIZE, seed: int = SEED, real: int = REAL_QUERIES, *, prefix: str = "demo",
+                 exclude: frozenset[str] = frozenset()) -> list[dict]:
+    """`count` import rows from the train split, deterministic for the arguments; tasks in `exclude` are skipped."""
     records: list[dict] = []
-    for task in basics.generate(seed, "train", count):
+    for task in basics.generate(seed, "train", count, exclude=exclude):
         for index, subtask in enumerate(task.subtasks):
             if len(records) == count:
                 return records
             kind = task.label("kind")
             synthetic = len(records) >= real
             record = {
-                "id": f"demo-{task.id}-{subtask.id}",
+                "id": f"{prefix}-{task.id}-{subtask.id}",
                 "text": subtask.query,
                 "category": CATEGORY_OF_KIND[kind],
                 "source": "synthetic" if synthetic else "real",
@@ -65,6 +68,16 @@ def pool_records(count: int = POOL_SIZE, seed: int = SEED, real: int = REAL_QUER
                 record["files"] = files
             records.append(record)
     return records
+
+
+def uncurated_records(factor: int, seed: int = UNCURATED_SEED) -> list[dict]:
+    """The uncurated pool: `factor` times the curated pool's size, from other tasks of the train split.
+
+    The same kinds and vocabulary as the curated pool, never the same task; all "real" (raw logs).
+    """
+    curated_tasks = frozenset(record["labels"]["task"] for record in pool_records())
+    count = factor * POOL_SIZE
+    return pool_records(count, seed, real=count, prefix="uncurated", exclude=curated_tasks)
 
 
 def render(records: list[dict]) -> str:

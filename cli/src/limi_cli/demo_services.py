@@ -31,6 +31,10 @@ STUBS = {
 RETRIABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 
 
+class DemoError(RuntimeError):
+    """A stage of the demo failed; the message is one sentence for a person."""
+
+
 class StackClient:
     def __init__(self, stack: EmbeddedStack, say: Callable[[str], None], patience: float = 300.0) -> None:
         self.stack, self.say, self.patience = stack, say, patience

