@@ -615,12 +615,12 @@ def test_output_waits_in_the_sandbox_while_the_client_reads_nothing(cold_sandbox
     bystander = service.create(backend=backend)
     sessions = [service.create(backend=backend, limits={"max_output_bytes": 16 * MiB}) for _ in range(4)]
     with PeakRss(service) as rss:
-        calls = [started_exec(service, s.id, "head -c 15M /dev/zero") for s in sessions]
+        calls = [started_exec(service, s.id, "head -c 12M /dev/zero") for s in sessions]
         time.sleep(3)  # nobody reads
         grown = rss.peak
         outputs = [service.collect(call) for call in calls]
     for out in outputs:
-        assert len(out.stdout) == 15 * MiB and not out.result.output_truncated
+        assert len(out.stdout) == 12 * MiB and not out.result.output_truncated
         assert out.result.duration.ToTimedelta().total_seconds() > 2  # it waited for the client
     assert grown < FLOOD_RSS_LIMIT and rss.peak < FLOOD_RSS_LIMIT
     for created in sessions:

@@ -5,12 +5,22 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import socket
 import tarfile
+import threading
 
 import pytest
 
 from limi_core.config import ConfigError, load_config
 from limi_core.errors import InvalidArgument, Unavailable
+from limi_sandbox.agent_client import (
+    CALL_BUFFER_BYTES,
+    AgentClient,
+    AgentProtocolError,
+    SandboxGone,
+    decode_header,
+    encode_frame,
+)
 from limi_sandbox.backends.bwrap import bwrap_command
 from limi_sandbox.backends.gvisor import oci_config
 from limi_sandbox.inside import agent_files
@@ -196,3 +206,60 @@ def test_agent_upload_refuses_a_file_written_through_an_archive_symlink(workspac
         agent_files.upload({"path": "", "max_bytes": 1 << 20, "max_files": 10}, buffer.getvalue())
     assert caught.value.code == "invalid_argument" and "symbolic link" in caught.value.message
     assert not (workspace / "y").exists()
+
+
+@pytest.mark.parametrize("raw", [b"[" * 5000, b'{"id":1,"type":"x","a":[[[[[[[[[[1]]]]]]]]]]}', b'{"id":NaN,"type":"x"}',
+                                 b'{"id":true,"type":"x"}', b'{"id":-1,"type":"x"}', b'{"id":1}', b"\xff", b'{"id":' + b"9" * 5000 + b',"type":"x"}'])
+def test_frame_headers_from_the_agent_are_checked_before_use(raw):
+    with pytest.raises(AgentProtocolError):
+        decode_header(raw)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    assert decode_header(b'{"id":3,"type":"stdout","s":"[[[[[[[[[[\\"[[[[[[[[[{"}')["id"] == 3
+
+
+async def test_the_agent_client_stops_reading_while_its_caller_is_behind():
+    service_end, agent_end = socket.socketpair()
+    reader, writer = await asyncio.open_unix_connection(sock=service_end)
+    client = AgentClient(reader, writer, "unit")
+    chunk = encode_frame({"id": 1, "type": "stdout"}, bytes(60 << 10))
+    sent = []
+
+    def agent() -> None:  # a fake agent that answers call 1 with 100 frames as fast as the service takes them
+        agent_end.recv(65536)
+        for _ in range(100):
+            agent_end.sendall(chunk)
+            sent.append(1)
+        agent_end.sendall(encode_frame({"id": 1, "type": "result", "exit_code": 0}))
+
+    thread = threading.Thread(target=agent, daemon=True)
+    thread.start()
+    frames = client.stream("exec", {"command": "x"}, budget=64 << 20)
+    first, _ = await frames.__anext__()
+    assert first["type"] == "stdout"
+    await asyncio.sleep(1.0)  # the caller takes nothing for a while: the service must not take it all in
+    held_back = len(sent)
+    assert held_back * len(chunk) < CALL_BUFFER_BYTES + (2 << 20)
+    rest = [reply async for reply, _ in frames]
+    assert len(rest) == 100 and rest[-1]["type"] == "result" and held_back < 100
+    thread.join(5)
+    await client.close()
+    agent_end.close()
+
+
+async def test_an_agent_that_sends_more_than_the_budget_is_cut_off():
+    service_end, agent_end = socket.socketpair()
+    reader, writer = await asyncio.open_unix_connection(sock=service_end)
+    gone = []
+    client = AgentClient(reader, writer, "unit", on_gone=gone.append)
+    frames = client.stream("exec", {"command": "x"}, budget=4096)
+    waiting = asyncio.ensure_future(frames.__anext__())
+    await asyncio.sleep(0.05)
+    agent_end.recv(65536)
+    agent_end.sendall(encode_frame({"id": 1, "type": "stdout"}, bytes(8192)))
+    with pytest.raises(SandboxGone):
+        await waiting
+    assert gone and "budget" in gone[0] and not client.alive
+    await client.close()  # never raises
+    agent_end.close()

@@ -260,7 +260,7 @@ class AgentClient:
                     call.arrived = loop.create_future()
                     try:
                         await asyncio.wait_for(call.arrived, max(0.0, deadline - loop.time()))
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         raise Unavailable(f"sandbox {self.name} did not answer {op} within {timeout:g} s") from None
                 reply, payload = call.take()
                 try:
@@ -323,7 +323,7 @@ class AgentClient:
         try:
             self._writer.write(frame)
             await asyncio.wait_for(self._writer.drain(), SEND_TIMEOUT_SECONDS)
-        except (ConnectionError, OSError, RuntimeError, asyncio.TimeoutError) as exc:
+        except (ConnectionError, OSError, RuntimeError, TimeoutError) as exc:
             self._mark_gone(f"its input closed or stalled: {exc!r}")
             raise SandboxGone(f"the sandbox of this session has exited ({self.gone_reason}); create a new session") from None
 

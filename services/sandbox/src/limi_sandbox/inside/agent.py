@@ -183,14 +183,14 @@ class Agent:
         try:
             threading.Thread(target=self.run_file_op, args=(rid, header, body), daemon=True).start()
         except RuntimeError as exc:  # no thread left: the process limit is exhausted
-            self.send_error(rid, "resource_exhausted", "", "the sandbox cannot start a thread: %s" % exc)
+            self.send_error(rid, "resource_exhausted", "", f"the sandbox cannot start a thread: {exc}")
 
     def start_command(self, rid, header, body):
         started = time.monotonic()
         try:
             command = agent_commands.Command(rid, header, body, self.channel, self.selector, agent_files.WORKSPACE)
         except OSError as exc:
-            self.channel.send({"id": rid, "type": "stderr"}, ("limi: cannot start the command: %s\n" % exc).encode())
+            self.channel.send({"id": rid, "type": "stderr"}, f"limi: cannot start the command: {exc}\n".encode())
             self.channel.send({"id": rid, "type": "result", "exit_code": 126, "signal": 0, "duration": time.monotonic() - started})
             return
         if not self.reading:
@@ -219,7 +219,7 @@ class Agent:
             self.send_error(rid, exc.code, exc.field, exc.message)
             return
         except Exception as exc:  # report, keep serving: one bad request must not end the session
-            self.send_error(rid, "internal", "", "%s: %s" % (type(exc).__name__, exc))
+            self.send_error(rid, "internal", "", f"{type(exc).__name__}: {exc}")
             return
         result.update({"id": rid, "type": "result"})
         self.channel.send(result, payload)

@@ -78,7 +78,9 @@ class Command:
         self.limits = header.get("limits") or {}
         self.started = time.monotonic()
         self.deadline = self.started + float(header.get("timeout", 60))
-        self.batch = OutputBatch(channel, rid, int(header.get("max_output", 1 << 20)))
+        max_output = int(header.get("max_output", 1 << 20))
+        self.batch = OutputBatch(channel, rid, max_output)
+        self.read_bytes, self.most_output_read = 0, 8 * max_output + (8 << 20)
         self.kill_reason, self.exited_at, self.reading, self.finished = None, None, True, False
         self.stderr_tail = b""
         argv, preexec = command_argv(header, self.limits)
@@ -103,10 +105,16 @@ class Command:
         if not data:
             self._close_stream(fd)
             return
+        self.on_data(fd, data)
+
+    def on_data(self, fd, data):
         kind = self.streams[fd]
         if kind == "stderr":
             self.stderr_tail = (self.stderr_tail + data)[-4096:]
         self.batch.add(kind, data, time.monotonic())
+        self.read_bytes += len(data)
+        if self.read_bytes > self.most_output_read:
+            self.kill("output")  # far past its cap (`yes`): reading more to throw away is only work
 
     def on_stdin(self, fd):
         try:
@@ -125,6 +133,8 @@ class Command:
         if reading == self.reading:
             return
         self.reading = reading
+        if reading and self.exited_at is not None:
+            self.exited_at = time.monotonic()  # the grace for its pipes counts only while they are read
         for fd in self.streams:
             if reading:
                 self.selector.register(fd, selectors.EVENT_READ, self.on_output)
@@ -149,7 +159,7 @@ class Command:
         due = self.batch.due(now)
         if due is not None:
             times.append(due)
-        if self.exited_at is not None:
+        if self.exited_at is not None and self.reading:
             times.append(self.exited_at + EXIT_GRACE - now)
         elif not self.streams:
             times.append(0.01)  # the pipes are closed but the exit was not seen yet
@@ -165,14 +175,16 @@ class Command:
             self.check_exit()
         if self.exited_at is None:
             return False
-        if self.streams and now - self.exited_at < EXIT_GRACE and not self.kill_reason:
-            return False  # output may still be on its way
+        if self.streams and not self.kill_reason and (not self.reading or now - self.exited_at < EXIT_GRACE):
+            return False  # output may still be in its pipes
         return True
 
     def finish(self):
         """Kill what is left of the process group, reap the program, and return its result frame."""
         self.finished = True
         for fd in list(self.streams):
+            if self.reading and not self.kill_reason:
+                self._drain(fd)
             self._close_stream(fd)
         self.batch.flush()
         if self.pending is not None:
@@ -193,6 +205,18 @@ class Command:
             "output_truncated": self.batch.truncated, "memory_hint": any(hint in self.stderr_tail for hint in MEMORY_HINTS),
             "cpu_limit_exceeded": cpu_limit_hit(signum, exit_code, cpu, float(self.limits.get("cpu") or 0), self.kill_reason),
         }
+
+    def _drain(self, fd, most=1 << 20):
+        """What is already in a pipe that something the program left behind still holds open."""
+        while most > 0 and fd in self.streams:
+            try:
+                data = os.read(fd, CHUNK)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            most -= len(data)
+            self.on_data(fd, data)
 
     def _close_stream(self, fd):
         if fd not in self.streams:
@@ -249,7 +273,7 @@ def process_table():
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                with open("/proc/%s/stat" % name, "rb") as stat:
+                with open(f"/proc/{name}/stat", "rb") as stat:
                     fields = stat.read().rsplit(b")", 1)[1].split()
                 table[int(name)] = int(fields[1])
             except (OSError, IndexError, ValueError):
@@ -332,9 +356,9 @@ def ulimit_script(limits):
         if name in ("fsize", "as"):
             value = max(1, value // 1024)
         if name == "cpu":
-            parts.append("ulimit -S -t %d && ulimit -H -t %d" % (value, value + 1))
+            parts.append(f"ulimit -S -t {value} && ulimit -H -t {value + 1}")
         else:
-            parts.append("ulimit %s %d" % (flag, value))
+            parts.append(f"ulimit {flag} {value}")
     return " && ".join(parts) + " || exit 125; "
 
 

@@ -182,7 +182,7 @@ def list_dir(h, body):
         names = sorted(os.listdir(real))
     except OSError as exc:
         raise os_error(exc, path)
-    entries, answer = [], JsonList()
+    answer = JsonList()
     for name in names[:limit]:
         try:
             info = os.lstat(os.path.join(real, name))
