@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from limi_core.errors import InvalidArgument
 from limi_trainer import varlen_attention
+from limi_trainer.frozen_layers import FrozenBottom
 from limi_trainer.packing import IGNORE_INDEX
 
 
@@ -53,45 +53,25 @@ def load_model(path: str | pathlib.Path, *, dtype: torch.dtype, attn_implementat
     return model
 
 
-def freeze_lower_layers(model, trainable_layers: int) -> int:
-    """Train only the last `trainable_layers` decoder layers and the final norm (0: train everything).
-
-    Returns the number of trainable parameters. Raises InvalidArgument when the model has fewer
-    layers, or no list of decoder layers to choose from.
-    """
-    if trainable_layers == 0:
-        return sum(p.numel() for p in model.parameters() if p.requires_grad)
-    decoder = model.get_decoder()
-    layers = getattr(decoder, "layers", None)
-    if layers is None:
-        raise InvalidArgument("hyperparameters.trainable_layers", f"{type(model).__name__} has no list of decoder layers to freeze")
-    if trainable_layers > len(layers):
-        raise InvalidArgument("hyperparameters.trainable_layers", f"the model has {len(layers)} decoder layers, fewer than {trainable_layers}")
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    trained = [*layers[len(layers) - trainable_layers:]]
-    if getattr(decoder, "norm", None) is not None:
-        trained.append(decoder.norm)
-    for module in trained:
-        for parameter in module.parameters():
-            parameter.requires_grad_(True)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 class PackedLossModel(nn.Module):
     """A causal LM whose forward returns the summed token loss of one packed row."""
 
-    def __init__(self, model: nn.Module, loss_chunk_tokens: int = 8192) -> None:
+    def __init__(self, model: nn.Module, loss_chunk_tokens: int = 8192, frozen_bottom: FrozenBottom | None = None) -> None:
         super().__init__()
         self.model = model
         self.loss_chunk_tokens = loss_chunk_tokens
+        # Set when only the top layers train: the frozen bottom's output is computed once per sample.
+        self.frozen_bottom = frozen_bottom
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         decoder = self.model.get_decoder()
         head = self.model.get_output_embeddings()
         # No attention mask: the restarting position ids mark the samples (varlen attention, or a
         # block-diagonal causal mask that transformers derives from them for sdpa and eager).
-        hidden = decoder(input_ids=input_ids, position_ids=position_ids, use_cache=False).last_hidden_state
+        if self.frozen_bottom is not None:
+            hidden = self.frozen_bottom(input_ids, position_ids)
+        else:
+            hidden = decoder(input_ids=input_ids, position_ids=position_ids, use_cache=False).last_hidden_state
         targets = labels[:, 1:]
         trained = targets != IGNORE_INDEX
         states = hidden[:, :-1][trained]

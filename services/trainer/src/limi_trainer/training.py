@@ -20,7 +20,8 @@ import torch
 
 from limi_core.errors import InvalidArgument
 from limi_trainer import checkpoints, dataset, engine as engine_setup, reporting
-from limi_trainer.causal_lm import PackedLossModel, choose_attention, freeze_lower_layers, load_model
+from limi_trainer.causal_lm import PackedLossModel, choose_attention, load_model
+from limi_trainer.frozen_layers import FrozenBottom, freeze_lower_layers
 from limi_trainer.checkpoints import TrainerState
 from limi_trainer.packing import StepPlan, TrainingPlan, build_plan, collate, trained_labels
 from limi_trainer.rendering import default_stop_tokens
@@ -76,7 +77,9 @@ def train(run_dir: pathlib.Path, listeners: list[reporting.Listener] | None = No
     zero3_loading = _zero3_loading(ds_config)  # keeps ZeRO-3 partitioned loading active while it lives
     model = load_model(base_model, dtype=dtype, attn_implementation=choose_attention(hp.attn_implementation, on_gpu), gradient_checkpointing=hp.gradient_checkpointing)
     trainable_parameters = freeze_lower_layers(model, hp.trainable_layers)
-    engine = engine_setup.build_engine(PackedLossModel(model, hp.loss_chunk_tokens), hp, plan.total_steps, ds_config)
+    # The frozen bottom's output is kept per sample (exact; not under ZeRO-3's partitioned weights).
+    frozen_bottom = FrozenBottom(model, hp.trainable_layers) if hp.trainable_layers and hp.zero_stage < 3 and FrozenBottom.supports(model) else None
+    engine = engine_setup.build_engine(PackedLossModel(model, hp.loss_chunk_tokens, frozen_bottom), hp, plan.total_steps, ds_config)
     del zero3_loading
 
     if dist.is_main:
@@ -90,7 +93,7 @@ def train(run_dir: pathlib.Path, listeners: list[reporting.Listener] | None = No
             "started", total_steps=plan.total_steps, resumed_from_step=state.step, samples=len(raw), trained_samples=len(kept),
             dropped=[vars(d) for d in dropped], packing_efficiency=plan.packing_efficiency, world_size=dist.world_size,
             trajectory_ids=[sample.trajectory_id for sample in kept], dataset_sha256=data_sha256,
-            trainable_parameters=trainable_parameters,
+            trainable_parameters=trainable_parameters, frozen_bottom_cached=frozen_bottom is not None,
         )
 
     step_seconds: list[float] = []
