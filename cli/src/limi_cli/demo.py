@@ -205,6 +205,9 @@ def service_env(teacher_endpoint: str, teacher_model: str, base_model: pathlib.P
         "LIMI_EVALUATOR_MAX_TURNS": "6",
         "LIMI_EVALUATOR_TASK_CONCURRENCY": "4",
         "LIMI_EVALUATOR_VLLM_START_TIMEOUT_SECONDS": "600",
+        # The base model may live outside limi's model cache (--base-model DIR): let the services read it.
+        "LIMI_CURATOR_TOKENIZER_ROOTS": str(base_model),
+        "LIMI_EVALUATOR_CHECKPOINT_ROOTS": f"{options.data_dir / 'stack' / 'trainer'},{base_model}",
     }
 
 

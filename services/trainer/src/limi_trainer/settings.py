@@ -29,7 +29,7 @@ class TrainerSettings(ServiceSettings):
     auto_train: bool = True
     # A Hugging Face directory or hub id; "limi-tiny" is the tiny local model (limi_trainer.tiny).
     base_model: str = "limi-tiny"
-    # "limi" or "tiny-cpu" (limi_trainer.hyperparameters.PRESETS).
+    # "limi", "small-cpu" or "tiny-cpu" (limi_trainer.hyperparameters.PRESETS).
     preset: str = "tiny-cpu"
     # Overrides of the preset for auto-trained runs, "key=value,key=value" (keys of
     # limi_trainer.hyperparameters.Hyperparameters), e.g. "epochs=3,trainable_layers=8".
