@@ -50,7 +50,9 @@ def worker(body: dict) -> Reply:
 async def emit(js, nc, query_ids: list[str]) -> None:
     publisher = EventPublisher.for_connection(nc, js)
     for query_id in query_ids:
-        task = query_pb2.QueryTask(query=query_pb2.Query(id=query_id, text=f"task {query_id}"), query_set_id="outages", episodes=1)
+        task = query_pb2.QueryTask(
+            query=query_pb2.Query(id=query_id, text=f"task {query_id}"), query_set_id="outages", episodes=1
+        )
         await publisher.publish(bus.QUERY_TASKS, task, event_id("query", "outages", query_id))
 
 
@@ -58,8 +60,10 @@ async def trajectories(js) -> list[tp.Trajectory]:
     info = await js.stream_info("LIMI_TRAJECTORIES")
     if info.state.messages == 0:
         return []
-    return [tp.Trajectory.FromString((await js.get_msg("LIMI_TRAJECTORIES", seq)).data)
-            for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+    return [
+        tp.Trajectory.FromString((await js.get_msg("LIMI_TRAJECTORIES", seq)).data)
+        for seq in range(info.state.first_seq, info.state.last_seq + 1)
+    ]
 
 
 def metric(address: str, name: str) -> float | None:
@@ -93,10 +97,14 @@ async def outage(js, rollout, dependency: str, stop, start, *, after: int) -> di
     before = await count(js)
 
     async def seen_down() -> bool:
-        return metric(rollout.metrics_address, gauge) == 0.0 and check_health(
-            rollout.grpc_address, service=f"limi.dependency.{dependency}") == "NOT_SERVING"
+        return (
+            metric(rollout.metrics_address, gauge) == 0.0
+            and check_health(rollout.grpc_address, service=f"limi.dependency.{dependency}") == "NOT_SERVING"
+        )
 
-    await wait_until(seen_down, OUTAGE_SECONDS - 5, f"the {dependency} outage showing in the rollout's metrics and health")
+    await wait_until(
+        seen_down, OUTAGE_SECONDS - 5, f"the {dependency} outage showing in the rollout's metrics and health"
+    )
     shown_after = time.monotonic() - stopped_at
     assert check_health(rollout.grpc_address) == "SERVING"  # the API still answers; only the work waits
     await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped_at)))
@@ -107,9 +115,16 @@ async def outage(js, rollout, dependency: str, stop, start, *, after: int) -> di
     # Recovered: a trajectory finished after the restart, and the rollout says the dependency is back.
     await wait_until(lambda: _at_least(js, before + during + 1), 120, f"a trajectory after the {dependency} came back")
     first_after = time.monotonic() - restarted_at
-    await wait_until(lambda: _async(metric(rollout.metrics_address, gauge) == 1.0), 60, f"the rollout seeing the {dependency} back")
-    return {"dependency": dependency, "shown_after_s": round(shown_after, 1), "finished_during_outage": during,
-            "pending_at_restart": len(QUERIES) - before - during, "first_trajectory_after_restart_s": round(first_after, 1)}
+    await wait_until(
+        lambda: _async(metric(rollout.metrics_address, gauge) == 1.0), 60, f"the rollout seeing the {dependency} back"
+    )
+    return {
+        "dependency": dependency,
+        "shown_after_s": round(shown_after, 1),
+        "finished_during_outage": during,
+        "pending_at_restart": len(QUERIES) - before - during,
+        "first_trajectory_after_restart_s": round(first_after, 1),
+    }
 
 
 async def _at_least(js, n: int) -> bool:
@@ -148,10 +163,16 @@ async def test_sandbox_and_policy_outages_during_collection_cost_no_attempt(serv
         policy.stop()
     per_query = collections.Counter(t.lineage.query_id for t in found)
     attempts = collections.Counter(t.lineage.attempt for t in found)
-    print(f"\noutage figures: {len(QUERIES)} queries in {time.monotonic() - started:.0f} s; attempts used {dict(attempts)}; {figures}")
+    print(
+        f"\noutage figures: {len(QUERIES)} queries in {time.monotonic() - started:.0f} s; attempts used {dict(attempts)}; {figures}"
+    )
     assert per_query == {q: 1 for q in QUERIES}, per_query
-    assert all(t.outcome.status == tp.OUTCOME_STATUS_COMPLETED and t.outcome.kind == tp.OUTCOME_KIND_ANSWERED for t in found)
-    assert all(t.steps[-1].content == f"verified {t.lineage.query_id}" for t in found), [t.steps[-1].content for t in found]
+    assert all(
+        t.outcome.status == tp.OUTCOME_STATUS_COMPLETED and t.outcome.kind == tp.OUTCOME_KIND_ANSWERED for t in found
+    )
+    assert all(t.steps[-1].content == f"verified {t.lineage.query_id}" for t in found), [
+        t.steps[-1].content for t in found
+    ]
     assert not any(s.tool_result.is_error for t in found for s in t.steps)
     assert attempts == {1: len(QUERIES)}, attempts  # no query was charged for either outage
     assert dead == []

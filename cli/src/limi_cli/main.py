@@ -25,11 +25,11 @@ import signal
 import sys
 import threading
 
-from limi_core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
-from limi_core.settings import DEFAULT_PORTS, SERVICES, default_data_dir
-from limi_core.health_check import check_health
 from limi_cli import demo, models
 from limi_cli.stack import DEFAULT_NATS_PORT, EmbeddedStack, StackError, read_state
+from limi_core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
+from limi_core.health_check import check_health
+from limi_core.settings import DEFAULT_PORTS, SERVICES, default_data_dir
 
 
 def _data_dir(value: str | None) -> pathlib.Path:

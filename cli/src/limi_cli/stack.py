@@ -24,9 +24,9 @@ import sys
 import time
 
 from limi_core.exit_codes import EXIT_FAILED, EXIT_PORT, EXIT_PRECONDITION, EXIT_USAGE
-from limi_core.settings import DEFAULT_PORTS, SERVICES
-from limi_core.processes import SUPERVISED_CHILD, NatsServer, NatsServerMissing, nats_server_binary, supervised
 from limi_core.health_check import check_health
+from limi_core.processes import SUPERVISED_CHILD, NatsServer, NatsServerMissing, nats_server_binary, supervised
+from limi_core.settings import DEFAULT_PORTS, SERVICES
 
 DEFAULT_NATS_PORT = 4233
 STATE_FILE = "up.json"

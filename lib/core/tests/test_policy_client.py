@@ -13,12 +13,23 @@ from limi_core.retry import RetryPolicy
 from limi_testing.scripted_policy import Hang, Reply, ScriptedPolicyServer, Status
 
 FAST = RetryPolicy(attempts=3, first_backoff_seconds=0.01, max_backoff_seconds=0.05)
-TOOLS = [{"type": "function", "function": {"name": "shell", "description": "run", "parameters": {"type": "object", "properties": {"command": {"type": "string"}}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "shell",
+            "description": "run",
+            "parameters": {"type": "object", "properties": {"command": {"type": "string"}}},
+        },
+    }
+]
 
 
 async def test_request_carries_tools_auto_choice_and_limi_sampling_defaults():
     with ScriptedPolicyServer(lambda body: Reply(content="hi")) as server:
-        client = PolicyClient(server.endpoint, "m", retry=FAST, timeout_seconds=2.0, return_token_ids=True, logprobs=True)
+        client = PolicyClient(
+            server.endpoint, "m", retry=FAST, timeout_seconds=2.0, return_token_ids=True, logprobs=True
+        )
         turn = await client.complete([{"role": "user", "content": "hello there"}], TOOLS, Sampling())
         await client.close()
     body = server.requests[0]
@@ -49,7 +60,9 @@ async def test_429_then_success_is_retried():
 
 async def test_a_hanging_server_times_out_and_fails_clearly_after_the_budget():
     with ScriptedPolicyServer(lambda body: Hang(5)) as server:
-        client = PolicyClient(server.endpoint, "m", retry=RetryPolicy(attempts=2, first_backoff_seconds=0.01), timeout_seconds=0.3)
+        client = PolicyClient(
+            server.endpoint, "m", retry=RetryPolicy(attempts=2, first_backoff_seconds=0.01), timeout_seconds=0.3
+        )
         with pytest.raises(PolicyUnavailable, match="ReadTimeout talking to .*; gave up after 2 attempts"):
             await client.complete([{"role": "user", "content": "x"}], [], Sampling())
         await client.close()

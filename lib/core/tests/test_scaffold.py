@@ -68,7 +68,9 @@ class Running:
     async def health(self, service: str = "") -> str:
         async with grpc.aio.insecure_channel(self.address) as channel:
             try:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=2
+                )
             except grpc.aio.AioRpcError:
                 return "UNREACHABLE"
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
@@ -86,8 +88,14 @@ async def run_app(nats_server, tmp_path):
 
     async def run(app: TinyApp, nats_url: str | None = None) -> Running:
         address = f"127.0.0.1:{free_port()}"
-        settings = ServiceSettings(grpc_address=address, metrics_address=f"127.0.0.1:{free_port()}", nats_url=nats_url or nats_server.url,
-                                   data_dir=tmp_path, shutdown_grace_seconds=2, nats_connect_timeout_seconds=10)
+        settings = ServiceSettings(
+            grpc_address=address,
+            metrics_address=f"127.0.0.1:{free_port()}",
+            nats_url=nats_url or nats_server.url,
+            data_dir=tmp_path,
+            shutdown_grace_seconds=2,
+            nats_connect_timeout_seconds=10,
+        )
         runner = ServiceRunner(app, settings)
         running = Running(runner, app, address, asyncio.create_task(runner.run()))
         started.append(running)
@@ -100,11 +108,15 @@ async def run_app(nats_server, tmp_path):
 
 
 def spec(durable: str) -> ConsumerSpec:
-    return ConsumerSpec(TRAJECTORIES, durable, bus.TRAJECTORIES_RECORDED, ack_wait_seconds=5, liveness_check_seconds=0.5)
+    return ConsumerSpec(
+        TRAJECTORIES, durable, bus.TRAJECTORIES_RECORDED, ack_wait_seconds=5, liveness_check_seconds=0.5
+    )
 
 
 async def publish(nats_client, jetstream, msg_id: str) -> None:
-    await EventPublisher.for_connection(nats_client, jetstream).publish(bus.TRAJECTORIES_RECORDED, trajectory_pb2.Trajectory(id=msg_id), msg_id)
+    await EventPublisher.for_connection(nats_client, jetstream).publish(
+        bus.TRAJECTORIES_RECORDED, trajectory_pb2.Trajectory(id=msg_id), msg_id
+    )
 
 
 async def eventually(condition, timeout: float = 20) -> None:
@@ -119,8 +131,12 @@ def restarts(loop: str, reason: str | None = None) -> float:
     for family in REGISTRY.collect():
         for sample in family.samples:
             labels = sample.labels
-            if (sample.name == "limi_loop_restarts_total" and labels.get("service") == "tiny" and labels.get("loop") == loop
-                    and reason in (None, labels.get("reason"))):
+            if (
+                sample.name == "limi_loop_restarts_total"
+                and labels.get("service") == "tiny"
+                and labels.get("loop") == loop
+                and reason in (None, labels.get("reason"))
+            ):
                 total += sample.value
     return total
 
@@ -139,7 +155,9 @@ async def test_calls_before_start_get_unavailable_and_liveness_is_not_readiness(
         assert caught.value.details().startswith("the tiny service is starting")
         app.may_start.set()
         await running.wait_health("SERVING")
-        assert await stub.ListEpisodes(rollout_pb2.ListEpisodesRequest(), timeout=5) == rollout_pb2.ListEpisodesResponse()
+        assert (
+            await stub.ListEpisodes(rollout_pb2.ListEpisodesRequest(), timeout=5) == rollout_pb2.ListEpisodesResponse()
+        )
 
 
 async def test_a_killed_consumer_task_is_restarted_and_consumes_again(run_app, nats_client, jetstream):

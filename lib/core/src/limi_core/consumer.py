@@ -28,8 +28,7 @@ import nats.errors
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js import api
+from nats.js import JetStreamContext, api
 from nats.js.errors import FetchTimeoutError, NotFoundError
 
 from limi.bus.v1 import bus_pb2
@@ -154,7 +153,7 @@ class EventConsumer:
                     continue
                 try:
                     messages = await subscription.fetch(min(free, self.spec.fetch_batch), timeout=1.0)
-                except (FetchTimeoutError, asyncio.TimeoutError):
+                except (TimeoutError, FetchTimeoutError):
                     now = asyncio.get_running_loop().time()
                     if now - idle_since >= self.spec.liveness_check_seconds:
                         idle_since = now
@@ -242,7 +241,7 @@ class EventConsumer:
             await subscription.consumer_info()
         except NotFoundError:
             raise ConsumerLost(f"the durable consumer {self.spec.durable} on {self.spec.stream} no longer exists") from None
-        except (nats.errors.Error, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.Error):
             pass  # the broker is unreachable: the connection's own reconnect handles that
 
     async def _heartbeat(self, msg: Msg) -> None:

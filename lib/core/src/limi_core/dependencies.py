@@ -17,7 +17,9 @@ from prometheus_client import Counter, Gauge
 
 log = logging.getLogger(__name__)
 
-DEPENDENCY_UP = Gauge("limi_dependency_up", "0 while work waits for this dependency to answer, 1 otherwise", ["service", "dependency"])
+DEPENDENCY_UP = Gauge(
+    "limi_dependency_up", "0 while work waits for this dependency to answer, 1 otherwise", ["service", "dependency"]
+)
 OUTAGES = Counter("limi_dependency_outages_total", "Times a dependency was found down", ["service", "dependency"])
 HEALTH_PREFIX = "limi.dependency."
 

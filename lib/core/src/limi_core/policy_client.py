@@ -146,8 +146,15 @@ class PolicyClient:
 
     async def complete_text(self, prompt: str, *, n: int, sampling: Sampling) -> list[str]:
         """`n` continuations of `prompt` from `/completions`, in index order (missing ones empty)."""
-        body: dict[str, Any] = {"model": self.model, "prompt": prompt, "max_tokens": sampling.max_tokens, "n": n,
-                                "temperature": sampling.temperature, "top_p": sampling.top_p, "stop": list(sampling.stop)}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": prompt,
+            "max_tokens": sampling.max_tokens,
+            "n": n,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "stop": list(sampling.stop),
+        }
 
         async def once(_attempt: int) -> list[str]:
             payload = await self._send("POST", "/completions", body)
@@ -167,29 +174,48 @@ class PolicyClient:
         return await self._retrying(once)
 
     async def _retrying(self, once):
-        return await retrying(once, self._retry, what=f"{self.dependency} at {self.endpoint}", give_up=lambda last, attempts:
-                              PolicyUnavailable(self.dependency, f"{last.problem}; gave up after {attempts} attempts"))
+        return await retrying(
+            once,
+            self._retry,
+            what=f"{self.dependency} at {self.endpoint}",
+            give_up=lambda last, attempts: PolicyUnavailable(
+                self.dependency, f"{last.problem}; gave up after {attempts} attempts"
+            ),
+        )
 
     async def _send(self, method: str, path: str, body: dict | None = None) -> dict:
         if self._http is None:
-            self._http = httpx.AsyncClient(headers=self._headers, timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)))
+            self._http = httpx.AsyncClient(
+                headers=self._headers, timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0))
+            )
         url = self.endpoint + path
         try:
             response = await self._http.request(method, url, json=body)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise TryAgain(f"{type(exc).__name__} talking to {self.endpoint}") from exc
         if response.status_code in RETRYABLE_HTTP_STATUS:
-            raise TryAgain(f"HTTP {response.status_code} from {self.endpoint}", after=_retry_after_seconds(response), code=response.status_code)
+            raise TryAgain(
+                f"HTTP {response.status_code} from {self.endpoint}",
+                after=_retry_after_seconds(response),
+                code=response.status_code,
+            )
         if response.status_code != 200:
-            raise PolicyRejected(f"{self.dependency} at {self.endpoint} answered {response.status_code}: {response.text[:500]}",
-                                 response.status_code)
+            raise PolicyRejected(
+                f"{self.dependency} at {self.endpoint} answered {response.status_code}: {response.text[:500]}",
+                response.status_code,
+            )
         try:
             payload = response.json()
         except ValueError:
-            raise PolicyUnavailable(self.dependency, f"{self.dependency} at {self.endpoint} answered {method} {path} with "
-                                                     f"something that is not JSON: {response.text[:200]!r}") from None
+            raise PolicyUnavailable(
+                self.dependency,
+                f"{self.dependency} at {self.endpoint} answered {method} {path} with "
+                f"something that is not JSON: {response.text[:200]!r}",
+            ) from None
         if not isinstance(payload, dict):
-            raise PolicyUnavailable(self.dependency, f"{self.dependency} at {self.endpoint} answered {method} {path} with {payload!r:.200}")
+            raise PolicyUnavailable(
+                self.dependency, f"{self.dependency} at {self.endpoint} answered {method} {path} with {payload!r:.200}"
+            )
         return payload
 
 
@@ -207,14 +233,18 @@ def parse_turn(payload: dict, latency: float, attempts: int, client: PolicyClien
         message = choice["message"]
     except (KeyError, IndexError, TypeError):
         dependency = client.dependency if client else "policy"
-        raise PolicyUnavailable(dependency, f"policy response has no choices[0].message: {json.dumps(payload)[:300]}") from None
+        raise PolicyUnavailable(
+            dependency, f"policy response has no choices[0].message: {json.dumps(payload)[:300]}"
+        ) from None
     calls = []
     for n, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") or {}
         arguments = function.get("arguments", "")
         if not isinstance(arguments, str):
             arguments = json.dumps(arguments, ensure_ascii=False)
-        calls.append(RawToolCall(id=call.get("id") or f"call_{n}", name=function.get("name") or "", arguments=arguments))
+        calls.append(
+            RawToolCall(id=call.get("id") or f"call_{n}", name=function.get("name") or "", arguments=arguments)
+        )
     usage = payload.get("usage") or {}
     details = usage.get("completion_tokens_details") or {}
     logprob_items = ((choice.get("logprobs") or {}).get("content")) or []
@@ -231,4 +261,3 @@ def parse_turn(payload: dict, latency: float, attempts: int, client: PolicyClien
         latency_seconds=latency,
         attempts=attempts,
     )
-

@@ -70,7 +70,10 @@ async def retrying(
             if attempt == policy.attempts:
                 raise give_up(exc, attempt) from exc
             delay = max(policy.delay(attempt), min(exc.after, 60.0))
-            log.warning("retrying", extra={"fields": {"what": what, "attempt": attempt, "problem": exc.problem, "delay": round(delay, 2)}})
+            log.warning(
+                "retrying",
+                extra={"fields": {"what": what, "attempt": attempt, "problem": exc.problem, "delay": round(delay, 2)}},
+            )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable: attempts must be at least 1")
 

@@ -97,11 +97,15 @@ class SandboxClient:
 
     # -- sessions ---------------------------------------------------------------------------
 
-    async def create_session(self, files: Sequence[tuple[str, bytes, int]] = (), *, backend: str = "", timeout: float = 120) -> sandbox_pb2.Session:
+    async def create_session(
+        self, files: Sequence[tuple[str, bytes, int]] = (), *, backend: str = "", timeout: float = 120
+    ) -> sandbox_pb2.Session:
         """A new session whose workspace starts with `files` ((path, content, mode) triples)."""
         request = sandbox_pb2.CreateSessionRequest(
-            backend=backend or self.backend, request_id=uuid.uuid4().hex,
-            files=[sandbox_pb2.File(path=path, content=content, mode=mode) for path, content, mode in files])
+            backend=backend or self.backend,
+            request_id=uuid.uuid4().hex,
+            files=[sandbox_pb2.File(path=path, content=content, mode=mode) for path, content, mode in files],
+        )
         return await self.call("CreateSession", lambda: self.stub.CreateSession(request, timeout=timeout))
 
     async def close_session(self, session_id: str) -> None:
@@ -126,7 +130,9 @@ class SandboxClient:
         request = sandbox_pb2.RunPythonRequest(session_id=session_id, code=code, request_id=uuid.uuid4().hex)
         if timeout_seconds:
             request.timeout.CopyFrom(duration(timeout_seconds))
-        return await self.stream("RunPython", lambda: self.stub.RunPython(request, timeout=self._deadline(timeout_seconds)))
+        return await self.stream(
+            "RunPython", lambda: self.stub.RunPython(request, timeout=self._deadline(timeout_seconds))
+        )
 
     @staticmethod
     def _deadline(timeout_seconds: float | None) -> float | None:
@@ -135,24 +141,31 @@ class SandboxClient:
 
     # -- files ------------------------------------------------------------------------------
 
-    async def read_file(self, session_id: str, path: str, offset: int = 0, limit: int = 0) -> sandbox_pb2.ReadFileResponse:
+    async def read_file(
+        self, session_id: str, path: str, offset: int = 0, limit: int = 0
+    ) -> sandbox_pb2.ReadFileResponse:
         request = sandbox_pb2.ReadFileRequest(session_id=session_id, path=path, offset=offset, limit=limit)
         return await self.call("ReadFile", lambda: self.stub.ReadFile(request, timeout=60))
 
     async def write_file(self, session_id: str, path: str, content: bytes) -> sandbox_pb2.WriteFileResponse:
-        request = sandbox_pb2.WriteFileRequest(session_id=session_id, path=path, content=content, request_id=uuid.uuid4().hex)
+        request = sandbox_pb2.WriteFileRequest(
+            session_id=session_id, path=path, content=content, request_id=uuid.uuid4().hex
+        )
         return await self.call("WriteFile", lambda: self.stub.WriteFile(request, timeout=60))
 
     async def edit_file(self, session_id: str, path: str, old_text: str, new_text: str) -> sandbox_pb2.EditFileResponse:
-        request = sandbox_pb2.EditFileRequest(session_id=session_id, path=path, old_text=old_text, new_text=new_text,
-                                              request_id=uuid.uuid4().hex)
+        request = sandbox_pb2.EditFileRequest(
+            session_id=session_id, path=path, old_text=old_text, new_text=new_text, request_id=uuid.uuid4().hex
+        )
         return await self.call("EditFile", lambda: self.stub.EditFile(request, timeout=60))
 
     async def list_dir(self, session_id: str, path: str = ".") -> sandbox_pb2.ListDirResponse:
         request = sandbox_pb2.ListDirRequest(session_id=session_id, path=path)
         return await self.call("ListDir", lambda: self.stub.ListDir(request, timeout=60))
 
-    async def search(self, session_id: str, pattern: str, path: str = ".", max_results: int = 0) -> sandbox_pb2.SearchResponse:
+    async def search(
+        self, session_id: str, pattern: str, path: str = ".", max_results: int = 0
+    ) -> sandbox_pb2.SearchResponse:
         request = sandbox_pb2.SearchRequest(session_id=session_id, pattern=pattern, path=path, max_results=max_results)
         return await self.call("Search", lambda: self.stub.Search(request, timeout=60))
 

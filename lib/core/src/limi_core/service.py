@@ -127,8 +127,14 @@ class ServiceContext:
         connection = self.connection
 
         async def run(stop: asyncio.Event, running: Callable[[], None]) -> None:
-            consumer = EventConsumer(connection.js, spec, handler, publisher=connection.publisher, payloads=connection.payloads,
-                                     dependencies=self.dependencies)
+            consumer = EventConsumer(
+                connection.js,
+                spec,
+                handler,
+                publisher=connection.publisher,
+                payloads=connection.payloads,
+                dependencies=self.dependencies,
+            )
             await consumer.run(stop, on_running=running)
 
         self.supervise(f"consumer {spec.durable}", run)
@@ -143,7 +149,9 @@ class _StartupGate(grpc.aio.ServerInterceptor):
 
     def __init__(self, service: str, gated: tuple[str, ...]) -> None:
         self._gated = set(gated)
-        self.refusal: str | None = f"the {service} service is starting (connecting to NATS, starting its consumers); retry shortly"
+        self.refusal: str | None = (
+            f"the {service} service is starting (connecting to NATS, starting its consumers); retry shortly"
+        )
 
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
@@ -154,8 +162,12 @@ class _StartupGate(grpc.aio.ServerInterceptor):
         async def refuse(request, context):
             raise Unavailable(refusal)
 
-        kinds = {"unary_unary": grpc.unary_unary_rpc_method_handler, "unary_stream": grpc.unary_stream_rpc_method_handler,
-                 "stream_unary": grpc.stream_unary_rpc_method_handler, "stream_stream": grpc.stream_stream_rpc_method_handler}
+        kinds = {
+            "unary_unary": grpc.unary_unary_rpc_method_handler,
+            "unary_stream": grpc.unary_stream_rpc_method_handler,
+            "stream_unary": grpc.stream_unary_rpc_method_handler,
+            "stream_stream": grpc.stream_stream_rpc_method_handler,
+        }
         kind = next(k for k in kinds if getattr(handler, k))
         return kinds[kind](refuse, handler.request_deserializer, handler.response_serializer)
 
@@ -189,13 +201,25 @@ class ServiceRunner:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         self.app.register(server)
-        names = (*self.app.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        names = (
+            *self.app.service_names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
         reflection.enable_server_reflection(names, server)
         await self.health.set(LIVENESS, _STATUS[True])
         await self._refresh_readiness()
         port = self._bind(server)
         await server.start()
-        log.info("listening", extra={"fields": {"grpc": f"{split_host_port(self.settings.grpc_address)[0]}:{port}", "metrics": metrics_server.server_port}})
+        log.info(
+            "listening",
+            extra={
+                "fields": {
+                    "grpc": f"{split_host_port(self.settings.grpc_address)[0]}:{port}",
+                    "metrics": metrics_server.server_port,
+                }
+            },
+        )
         self._install_signal_handlers()
         connection = None
         try:
@@ -211,7 +235,10 @@ class ServiceRunner:
             self._started = True
             self._gate.refusal = None
             await self._refresh_readiness()
-            log.info("started", extra={"fields": {"nats": self.app.bus is not None, "loops": [loop.name for loop in self._loops]}})
+            log.info(
+                "started",
+                extra={"fields": {"nats": self.app.bus is not None, "loops": [loop.name for loop in self._loops]}},
+            )
             await self.stop_requested.wait()
         finally:
             await self._shutdown(server, connection, metrics_server)
@@ -273,7 +300,9 @@ class ServiceRunner:
         try:
             server, _thread = start_http_server(port, addr=host)
         except OSError as exc:
-            raise StartupError(f"cannot serve metrics on {self.settings.metrics_address}: {exc.strerror or exc}", EXIT_PORT) from exc
+            raise StartupError(
+                f"cannot serve metrics on {self.settings.metrics_address}: {exc.strerror or exc}", EXIT_PORT
+            ) from exc
         return server
 
     def _bind(self, server: grpc.aio.Server) -> int:
@@ -282,7 +311,10 @@ class ServiceRunner:
         except RuntimeError:
             port = 0
         if port == 0:
-            raise StartupError(f"cannot listen for gRPC on {self.settings.grpc_address}: the port is taken or the address is invalid", EXIT_PORT)
+            raise StartupError(
+                f"cannot listen for gRPC on {self.settings.grpc_address}: the port is taken or the address is invalid",
+                EXIT_PORT,
+            )
         return port
 
     async def _connect_bus(self) -> BusConnection | None:
@@ -305,7 +337,8 @@ class ServiceRunner:
             nc = connecting.result()
         except nats.errors.NoServersError:
             raise StartupError(
-                f"cannot reach NATS at {self.settings.nats_url} within {self.settings.nats_connect_timeout_seconds:g} s", EXIT_UNREACHABLE
+                f"cannot reach NATS at {self.settings.nats_url} within {self.settings.nats_connect_timeout_seconds:g} s",
+                EXIT_UNREACHABLE,
             ) from None
         js = nc.jetstream()
         await bus.ensure_streams(js, replicas=self.settings.nats_stream_replicas)
@@ -328,7 +361,9 @@ class ServiceRunner:
         await self.health.enter_graceful_shutdown()
         self._shutting_down = True
         SERVING.labels(self.app.name).set(0)
-        self._gate.refusal = f"the {self.app.name} service is shutting down; retry on another instance or after its restart"
+        self._gate.refusal = (
+            f"the {self.app.name} service is shutting down; retry on another instance or after its restart"
+        )
         self.stopping.set()
         await asyncio.gather(*(loop.stop(grace) for loop in self._loops))
         await server.stop(grace)
@@ -336,7 +371,7 @@ class ServiceRunner:
         if connection is not None and not connection.nc.is_closed:
             try:
                 await connection.nc.drain()
-            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            except (TimeoutError, nats.errors.Error) as exc:
                 log.warning("NATS drain failed: %s", exc)
                 await connection.nc.close()
         metrics_server.shutdown()

@@ -21,8 +21,11 @@ from prometheus_client import Counter, Gauge
 
 log = logging.getLogger(__name__)
 
-RESTARTS = Counter("limi_loop_restarts_total", "Supervised loops (consumers) restarted after they stopped on their own",
-                   ["service", "loop", "reason"])
+RESTARTS = Counter(
+    "limi_loop_restarts_total",
+    "Supervised loops (consumers) restarted after they stopped on their own",
+    ["service", "loop", "reason"],
+)
 RUNNING = Gauge("limi_loop_running", "1 while a supervised loop (consumer) is doing its work", ["service", "loop"])
 BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -68,8 +71,11 @@ class SupervisedLoop:
             self.last_error = detail
             RESTARTS.labels(self.service, self.name, reason).inc()
             delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS)) - 1]
-            log.error("loop stopped on its own; restarting", exc_info=None if self._inner.cancelled() else self._inner.exception(),
-                      extra={"fields": {"loop": self.name, "reason": detail, "failures": failures, "restart_in": delay}})
+            log.error(
+                "loop stopped on its own; restarting",
+                exc_info=None if self._inner.cancelled() else self._inner.exception(),
+                extra={"fields": {"loop": self.name, "reason": detail, "failures": failures, "restart_in": delay}},
+            )
             try:
                 await asyncio.wait_for(self._stop.wait(), delay)
             except TimeoutError:
@@ -81,7 +87,11 @@ class SupervisedLoop:
             return
         done, _ = await asyncio.wait({self._task}, timeout=grace_seconds)
         if not done:
-            log.warning("%s still busy after the %g s grace period; its unacked messages will be redelivered", self.name, grace_seconds)
+            log.warning(
+                "%s still busy after the %g s grace period; its unacked messages will be redelivered",
+                self.name,
+                grace_seconds,
+            )
             for task in (self._inner, self._task):
                 if task is not None:
                     task.cancel()

@@ -28,7 +28,14 @@ from limi_curator.funnel import Funnel
 from limi_curator.pr_filters import FilterConfig, apply_filters
 from limi_curator.pull_requests import PullRequest
 from limi_curator.query_import import content_hash, default_query_id
-from limi_curator.synthesis_prompt import PROMPT_VERSION, AnswerError, SynthesizedTask, build_messages, parse_answer, prompt_hash
+from limi_curator.synthesis_prompt import (
+    PROMPT_VERSION,
+    AnswerError,
+    SynthesizedTask,
+    build_messages,
+    parse_answer,
+    prompt_hash,
+)
 from limi_curator.tokens import TokenCounter
 
 

@@ -36,7 +36,6 @@ from limi_evaluator.settings import EvaluatorSettings
 from limi_evaluator.store import EvaluationStore
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="limi-evaluate",

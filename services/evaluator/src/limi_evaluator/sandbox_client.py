@@ -45,9 +45,12 @@ class SandboxWorkspace:
             raise
         result = output.result
         return ExecOutcome(
-            exit_code=result.exit_code, stdout=output.stdout.decode("utf-8", errors="replace"),
+            exit_code=result.exit_code,
+            stdout=output.stdout.decode("utf-8", errors="replace"),
             stderr=output.stderr.decode("utf-8", errors="replace"),
-            timed_out=result.timed_out, memory_exceeded=result.memory_exceeded, output_truncated=result.output_truncated,
+            timed_out=result.timed_out,
+            memory_exceeded=result.memory_exceeded,
+            output_truncated=result.output_truncated,
             duration_seconds=result.duration.ToTimedelta().total_seconds(),
         )
 
@@ -60,7 +63,9 @@ class SandboxWorkspace:
     async def restore(self, archive: bytes) -> None:
         cleared = await self.exec("find . -mindepth 1 -delete", 120)
         if cleared.exit_code != 0:
-            raise FailedPrecondition(f"could not empty the workspace of session {self.session_id}: {cleared.stderr[-300:]}")
+            raise FailedPrecondition(
+                f"could not empty the workspace of session {self.session_id}: {cleared.stderr[-300:]}"
+            )
         await self._client.upload(self.session_id, archive)
 
     async def close(self) -> None:
@@ -70,9 +75,13 @@ class SandboxWorkspace:
 class SandboxWorkspaces:
     """Factory of workspaces on one sandbox service; one client (one channel) shared by all of them."""
 
-    def __init__(self, address: str, backend: str = "", *, attempts: int = 5, first_backoff_seconds: float = 0.2) -> None:
+    def __init__(
+        self, address: str, backend: str = "", *, attempts: int = 5, first_backoff_seconds: float = 0.2
+    ) -> None:
         self.address, self.backend = address, backend
-        self.client = SandboxClient(address, backend, retry=RetryPolicy(attempts, first_backoff_seconds, max_backoff_seconds=5.0))
+        self.client = SandboxClient(
+            address, backend, retry=RetryPolicy(attempts, first_backoff_seconds, max_backoff_seconds=5.0)
+        )
 
     async def create(self, files: tuple[tuple[str, bytes], ...] = (), *, label: str = "") -> SandboxWorkspace:
         session = await self.client.create_session([(path, content, 0) for path, content in files])

@@ -62,29 +62,46 @@ class SandboxToolBox:
         try:
             return await _CALLS[name](self, arguments)
         except (SandboxRefused, SandboxBusy) as exc:
-            if isinstance(exc, SandboxRefused) and exc.code == grpc.StatusCode.NOT_FOUND and not await self._client.session_exists(self.session_id):
-                raise SandboxUnavailable(f"the sandbox at {self._client.address} no longer holds session {self.session_id} "
-                                         "(it restarted or reaped it)") from exc
+            if (
+                isinstance(exc, SandboxRefused)
+                and exc.code == grpc.StatusCode.NOT_FOUND
+                and not await self._client.session_exists(self.session_id)
+            ):
+                raise SandboxUnavailable(
+                    f"the sandbox at {self._client.address} no longer holds session {self.session_id} "
+                    "(it restarted or reaped it)"
+                ) from exc
             details = exc.details if isinstance(exc, SandboxRefused) else str(exc)
-            return ToolOutcome(output=f"error: {details}", exit_code=-1, is_error=True, error=details,
-                               duration_seconds=time.perf_counter() - started)
+            return ToolOutcome(
+                output=f"error: {details}",
+                exit_code=-1,
+                is_error=True,
+                error=details,
+                duration_seconds=time.perf_counter() - started,
+            )
 
     @staticmethod
     def _command(output: ExecOutput) -> ToolOutcome:
         result = output.result or sandbox_pb2.ExecResult()
         return ToolOutcome(
-            output=render_exec(output.stdout, output.stderr, result), exit_code=result.exit_code,
-            truncated=result.output_truncated, duration_seconds=result.duration.ToTimedelta().total_seconds(),
+            output=render_exec(output.stdout, output.stderr, result),
+            exit_code=result.exit_code,
+            truncated=result.output_truncated,
+            duration_seconds=result.duration.ToTimedelta().total_seconds(),
         )
 
     async def _shell(self, a: dict) -> ToolOutcome:
         return self._command(await self._client.exec(self.session_id, a["command"], int(a.get("timeout") or 0) or None))
 
     async def _python(self, a: dict) -> ToolOutcome:
-        return self._command(await self._client.run_python(self.session_id, a["code"], int(a.get("timeout") or 0) or None))
+        return self._command(
+            await self._client.run_python(self.session_id, a["code"], int(a.get("timeout") or 0) or None)
+        )
 
     async def _read_file(self, a: dict) -> ToolOutcome:
-        reply = await self._client.read_file(self.session_id, a["path"], int(a.get("offset") or 0), int(a.get("limit") or 0))
+        reply = await self._client.read_file(
+            self.session_id, a["path"], int(a.get("offset") or 0), int(a.get("limit") or 0)
+        )
         text = reply.content.decode("utf-8", errors="replace")
         return ToolOutcome(output=text + ("\n[file truncated]" if reply.truncated else ""), truncated=reply.truncated)
 
@@ -102,7 +119,9 @@ class SandboxToolBox:
         return ToolOutcome(output="\n".join(lines) or "(empty)")
 
     async def _search(self, a: dict) -> ToolOutcome:
-        reply = await self._client.search(self.session_id, a["pattern"], a.get("path") or ".", int(a.get("max_results") or 0))
+        reply = await self._client.search(
+            self.session_id, a["pattern"], a.get("path") or ".", int(a.get("max_results") or 0)
+        )
         lines = [f"{m.path}:{m.line}: {m.text}" for m in reply.matches]
         return ToolOutcome(output="\n".join(lines) or "(no matches)", truncated=reply.truncated)
 

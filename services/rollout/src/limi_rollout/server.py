@@ -33,17 +33,30 @@ class RolloutApp:
     def __init__(self, settings: RolloutSettings) -> None:
         self.settings = settings
         self.bus = BusLink(self.name)
-        retry = RetryPolicy(attempts=settings.policy_attempts, first_backoff_seconds=settings.policy_first_backoff_seconds)
+        retry = RetryPolicy(
+            attempts=settings.policy_attempts, first_backoff_seconds=settings.policy_first_backoff_seconds
+        )
         self.defaults = Defaults(
             system_prompt=settings.system_prompt,
             sampling=Sampling(temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens),
-            limits=EpisodeLimits(settings.max_turns, settings.max_context_tokens, settings.max_wall_seconds, settings.max_tool_output_bytes),
+            limits=EpisodeLimits(
+                settings.max_turns,
+                settings.max_context_tokens,
+                settings.max_wall_seconds,
+                settings.max_tool_output_bytes,
+            ),
             retry=retry,
             policy_timeout_seconds=settings.policy_timeout_seconds,
         )
-        self.policy = PolicyClient(settings.policy_endpoint, settings.policy_model, api_key=settings.policy_api_key, retry=retry,
-                                   timeout_seconds=settings.policy_timeout_seconds, return_token_ids=settings.return_token_ids,
-                                   logprobs=settings.return_logprobs)
+        self.policy = PolicyClient(
+            settings.policy_endpoint,
+            settings.policy_model,
+            api_key=settings.policy_api_key,
+            retry=retry,
+            timeout_seconds=settings.policy_timeout_seconds,
+            return_token_ids=settings.return_token_ids,
+            logprobs=settings.return_logprobs,
+        )
         self.toolboxes = SandboxToolBoxFactory(settings.sandbox_address, settings.sandbox_backend)
         self.runner = EpisodeRunner(self.policy, self.toolboxes)
         self.servicer = RolloutServicer(self.runner, self.defaults, self.bus)
@@ -56,19 +69,28 @@ class RolloutApp:
             return
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         intake = QueryIntake(
-            self.runner, self.bus.publisher, IdempotentSink(self.settings.data_dir / "published.sqlite"),
-            system_prompt=self.defaults.system_prompt, sampling=self.defaults.sampling, limits=self.defaults.limits,
+            self.runner,
+            self.bus.publisher,
+            IdempotentSink(self.settings.data_dir / "published.sqlite"),
+            system_prompt=self.defaults.system_prompt,
+            sampling=self.defaults.sampling,
+            limits=self.defaults.limits,
             max_attempts=self.settings.max_attempts,
         )
-        context.consume(ConsumerSpec(
-            bus.stream_for(bus.QUERY_TASKS).name, "rollout", bus.QUERY_TASKS,
-            ack_wait_seconds=self.settings.ack_wait_seconds,
-            # One delivery more than the attempts: the last one records the query as FAILED.
-            max_deliver=self.settings.max_attempts + 1,
-            backoff_seconds=self.settings.redelivery_backoff_seconds,
-            concurrency=self.settings.concurrency,
-            fetch_batch=self.settings.concurrency,
-        ), intake.handle)
+        context.consume(
+            ConsumerSpec(
+                bus.stream_for(bus.QUERY_TASKS).name,
+                "rollout",
+                bus.QUERY_TASKS,
+                ack_wait_seconds=self.settings.ack_wait_seconds,
+                # One delivery more than the attempts: the last one records the query as FAILED.
+                max_deliver=self.settings.max_attempts + 1,
+                backoff_seconds=self.settings.redelivery_backoff_seconds,
+                concurrency=self.settings.concurrency,
+                fetch_batch=self.settings.concurrency,
+            ),
+            intake.handle,
+        )
 
     async def stop(self, grace_seconds: float) -> None:
         await self.policy.close()
