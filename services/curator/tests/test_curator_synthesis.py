@@ -178,7 +178,7 @@ def test_a_refusing_endpoint_is_counted_and_a_dead_one_stops_the_run(curator, sc
     scripted_llm.mode = "fail"
     with pytest.raises(PolicyUnavailable, match=r"HTTP 500 from .*; gave up after 4 attempts") as failed:
         curator.synthesize(content=_jsonl(corpus[40:80]), **arguments)
-    assert isinstance(failed.value, DependencyUnavailable) and failed.value.dependency == "synthesis endpoint"
+    assert isinstance(failed.value, DependencyUnavailable) and failed.value.dependency == "synthesis"
     with pytest.raises(PolicyUnavailable, match="ConnectError talking to .*; gave up after 4 attempts"):
         curator.synthesize(content=_jsonl(corpus[40:80]), **{**arguments, "endpoint": f"http://127.0.0.1:{free_port()}/v1"})
 

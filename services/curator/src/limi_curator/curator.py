@@ -124,7 +124,7 @@ class Curator:
         records = parse_pull_requests(content, origin or "pull_requests.jsonl")
         client = PolicyClient(endpoint, model, api_key=settings.synthesis_api_key, timeout_seconds=settings.synthesis_timeout_seconds,
                               retry=RetryPolicy(attempts=settings.synthesis_retries + 1, first_backoff_seconds=0.5, max_backoff_seconds=8.0),
-                              dependency="synthesis endpoint")
+                              dependency="synthesis")
         options = SynthesisOptions(config, select or settings.synthesis_select, model, settings.synthesis_temperature,
                                    settings.synthesis_concurrency, origin or "pull_requests.jsonl")
         benchmarks_note = ""
