@@ -153,6 +153,10 @@ async def test_calls_before_start_get_unavailable_and_liveness_is_not_readiness(
             await stub.ListEpisodes(rollout_pb2.ListEpisodesRequest(), timeout=5)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert caught.value.details().startswith("the tiny service is starting")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:  # a server-streaming method is refused the same way
+            async for _step in stub.WatchEpisode(rollout_pb2.WatchEpisodeRequest(episode_id="e"), timeout=5):
+                pass
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         app.may_start.set()
         await running.wait_health("SERVING")
         assert (
