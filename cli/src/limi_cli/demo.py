@@ -60,7 +60,8 @@ from limi_cli.demo_report import Scored, table, tool_choice, write_report
 from limi_cli.demo_services import DemoError, StackClient
 from limi_cli.demo_teacher import Teacher
 from limi_cli.stack import DEFAULT_NATS_PORT, EmbeddedStack, StackError
-from limi_core.errors import LimiError
+from limi_trainer.hyperparameters import resolve
+from limi_core.errors import InvalidArgument, LimiError
 from limi_core.events import event_id
 from limi_core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
@@ -88,6 +89,8 @@ class DemoOptions:
     epochs: int = 0  # 0: the recipe's
     checkpoint_every: int = 0  # 0: the recipe's
     seed: int = 0  # 0: the recipe's
+    # More fine-tuning hyperparameter overrides (key=value), applied last.
+    overrides: tuple[tuple[str, str], ...] = ()
     eval_limit: int = 0
     baseline: bool = True
     port_offset: int = 0
@@ -177,6 +180,11 @@ def _recipe(recipe: tuple[str, dict[str, str]], options: DemoOptions) -> tuple[s
     for key, value in (("epochs", options.epochs), ("checkpoint_every_steps", options.checkpoint_every), ("seed", options.seed)):
         if value:
             overrides[key] = str(value)
+    overrides.update(options.overrides)
+    try:
+        resolve(preset, overrides)
+    except InvalidArgument as exc:
+        raise DemoError(f"--set {exc.field.removeprefix('hyperparameters.')}: {exc.reason}") from None
     return preset, overrides
 
 
@@ -436,6 +444,13 @@ def _factor(text: str) -> int:
     return factor
 
 
+def _override(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, such as trainable_layers=12; got {text!r}")
+    return key.strip(), value.strip()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="where the demo's stack, datasets, runs and report live (default: <limi data dir>/demo)")
     parser.add_argument("--samples", type=_samples, default=(demo_pool.POOL_SIZE,),
@@ -454,6 +469,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                                         "(default: the recipe's)")
     parser.add_argument("--seed", type=int, default=0, help="training seed, and the seed of the uncurated random draws "
                                                             "(default: the recipe's); run two seeds to see the run-to-run noise")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], type=_override, metavar="KEY=VALUE",
+                        help="override a fine-tuning hyperparameter of the recipe (repeatable), e.g. --set trainable_layers=12")
     parser.add_argument("--eval-limit", type=int, default=0, help="score only the first N held-out tasks (default: all)")
     parser.add_argument("--no-baseline", action="store_true", help="do not evaluate the base model")
     parser.add_argument("--port-offset", type=int, default=0, help="add this to every default port (to run beside another stack)")
@@ -469,7 +486,7 @@ def cmd_demo(args: argparse.Namespace, data_dir: Callable[[str | None], pathlib.
         data_dir=pathlib.Path(args.data_dir).expanduser() if args.data_dir else data_dir(None) / "demo",
         samples=args.samples, uncurated=args.uncurated, teacher_endpoint=args.teacher_endpoint, teacher_model=args.teacher_model,
         base_model=args.base_model, correct_every=args.correct_every, epochs=args.epochs, checkpoint_every=args.checkpoint_every,
-        seed=args.seed, eval_limit=args.eval_limit, baseline=not args.no_baseline, port_offset=args.port_offset, nats_port=args.nats_port,
+        seed=args.seed, overrides=tuple(args.overrides), eval_limit=args.eval_limit, baseline=not args.no_baseline, port_offset=args.port_offset, nats_port=args.nats_port,
     )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
