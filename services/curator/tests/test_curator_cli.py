@@ -105,13 +105,13 @@ def test_the_curator_workflow_from_the_command_line(capsys, tmp_path, address, s
     "name, content, command, message",
     [
         ("queries.jsonl", '{"text": "Speed up the importer"}\n{"text": "Fix", "category": "astrology"}\n', "import",
-         "limi curator import: queries.jsonl line 2 field category: unknown category 'astrology'"),
+         "limi curator import: content: queries.jsonl line 2 field category: unknown category 'astrology'"),
         ("queries.csv", "text,category,author\n\"Speed up the importer\",optimization\n", "import",
-         "limi curator import: queries.csv line 2 field author: is missing"),
+         "limi curator import: content: queries.csv line 2 field author: is missing"),
         ("limi.jsonl", '{"messages": [{"role": "user", "content": "x"}]}\n{"messages": [{"role": "assistant", "content": 7}]}\n', "import-limi",
-         "limi curator import-limi: limi.jsonl line 2 field messages[0].content: must be a string or null"),
+         "limi curator import-limi: data: limi.jsonl line 2 field messages[0].content: must be a string or null"),
         ("prs.jsonl", '{"repository": "a/b", "stars": 20000, "number": "12"}\n', "synthesize",
-         "limi curator synthesize: prs.jsonl line 1 field number: must be an integer"),
+         "limi curator synthesize: pull_requests_jsonl: prs.jsonl line 1 field number: must be an integer"),
     ],
 )
 def test_broken_files_exit_2_with_one_sentence_naming_file_line_and_field(capsys, tmp_path, address, scripted_llm, name, content, command, message):
