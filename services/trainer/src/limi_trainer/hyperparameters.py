@@ -134,7 +134,7 @@ SMALL_CPU = dataclasses.replace(
     zero_stage=2,
     offload_optimizer=False,
     gradient_checkpointing=False,
-    trainable_layers=8,
+    trainable_layers=16,
     precision="fp32",
     checkpoint_every_steps=20,
 )
