@@ -198,8 +198,8 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
         overrides = _set_fields(request.filters, ("max_failed_tool_rate", "loop_repeats", "max_empty_turns", "max_per_query"))
         dataset, new = await asyncio.to_thread(
             self._curator.curate_dataset, name=request.name, size=request.size, tokenizer=tokenizer, max_tokens=request.max_tokens,
-            at_random=request.curation == curator_pb2.CURATION_RANDOM, seed=request.seed,
             query_set_ids=list(request.query_set_ids), include_failed=request.filters.include_failed, overrides=overrides,
+            at_random=request.curation == curator_pb2.CURATION_RANDOM, seed=request.seed,
         )
         await self._publish_dataset(dataset, new)
         return dataset
