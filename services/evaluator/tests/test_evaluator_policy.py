@@ -58,3 +58,37 @@ def test_the_cluster_policy_job_and_service_are_valid_kubernetes_objects():
     assert service["spec"]["selector"] == {"limi/policy": job["metadata"]["name"]}
     with pytest.raises(InvalidArgument, match="under /checkpoints/"):
         policy_manifests("/home/me/model", settings)
+
+
+def test_vllm_processes_left_by_a_killed_evaluator_are_reaped(tmp_path):
+    """An evaluator killed with SIGKILL takes its vLLM server along (parent-death signal) but not the engine
+    process the server forked; the next evaluator kills what is left of the recorded process groups."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from limi_evaluator.vllm_server import reap_orphaned_groups
+
+    groups = tmp_path / "vllm-groups"
+    groups.mkdir()
+    # A stand-in "vllm" server (its command line says vllm) that forks an engine into its own group, then dies.
+    script = ("import os, sys, time\n"
+              "if os.fork() == 0:\n    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(120)', 'vllm-engine'])\n"
+              "time.sleep(120)\n")
+    server = subprocess.Popen([sys.executable, "-c", script, "vllm.entrypoints.openai.api_server"], start_new_session=True)
+    (groups / str(server.pid)).write_text("model")
+    time.sleep(1.0)
+    engine = [int(p.parent.name) for p in __import__("pathlib").Path("/proc").glob("[0-9]*/cmdline")
+              if b"vllm-engine" in p.read_bytes() and int(p.parent.name) != server.pid]
+    assert len(engine) == 1
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait()
+    assert os.path.exists(f"/proc/{engine[0]}")  # orphaned, still alive
+    assert reap_orphaned_groups(groups) == engine
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{engine[0]}") and open(f"/proc/{engine[0]}/stat").read().split(")")[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert not list(groups.iterdir())

@@ -27,9 +27,11 @@ from limi_core.policy_client import PolicyClient, PolicyRejected, PolicyUnavaila
 from limi_core.retry import RetryPolicy
 from limi_evaluator import metrics
 from limi_evaluator.settings import EvaluatorSettings
-from limi_evaluator.vllm_server import VllmServer
+from limi_evaluator.vllm_server import VllmServer, reap_orphaned_groups
 
 log = logging.getLogger(__name__)
+# Under the data dir: one file per running vLLM server's process group (vllm_server.py).
+VLLM_GROUPS = "vllm-groups"
 
 
 class CheckpointUnusable(FailedPrecondition):
@@ -86,6 +88,10 @@ class PolicyProvider:
     def __init__(self, settings: EvaluatorSettings) -> None:
         self.settings = settings
         self._vllm_slot = asyncio.Lock()
+        if settings.policy_mode == "vllm":
+            killed = reap_orphaned_groups(settings.data_dir / VLLM_GROUPS)
+            if killed:
+                log.warning("killed vLLM processes left by an evaluator that died", extra={"fields": {"pids": killed}})
 
     @contextlib.asynccontextmanager
     async def endpoint(self, endpoint: str, model: str = "") -> AsyncIterator[Policy]:
@@ -114,7 +120,8 @@ class PolicyProvider:
             logs = s.data_dir / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             server = VllmServer(model_dir, s.served_model_name, max_model_len=s.vllm_max_model_len,
-                                log_file=logs / f"vllm-{model_dir.name}-{int(time.time())}.log", extra_args=s.vllm_extra_args)
+                                log_file=logs / f"vllm-{model_dir.name}-{int(time.time())}.log", extra_args=s.vllm_extra_args,
+                                groups_dir=s.data_dir / VLLM_GROUPS)
             started = time.perf_counter()
             try:
                 await asyncio.to_thread(server.start, s.vllm_start_timeout_seconds)

@@ -5,8 +5,12 @@ free loopback port (vLLM for CPU here, the official vLLM on a GPU machine: the s
 with tool calling enabled (hermes parser: `<tool_call>{json}</tool_call>`), and returns once
 `/v1/models` answers. A missing checkpoint, a missing vLLM, or a server that dies while
 starting raises `VllmStartError` with one sentence and the end of vLLM's log. `stop()` ends the
-server and then its whole process group (engine core, workers). It does not pick models,
-download weights, or manage GPUs.
+server and then its whole process group (engine core, workers). With `groups_dir`, each running
+server leaves a file named after its process group there, and `reap_orphaned_groups(groups_dir)`
+(run when the evaluator starts) kills the vLLM processes of a previous evaluator that was killed
+with SIGKILL: the kernel kills the server itself then (it is started with a parent-death signal),
+but not the engine core it forked, which would hold gigabytes of memory forever. It does not pick
+models, download weights, or manage GPUs.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class VllmServer:
         max_model_len: int = 4096,
         log_file: pathlib.Path | None = None,
         extra_args: tuple[str, ...] = (),
+        groups_dir: pathlib.Path | None = None,
     ) -> None:
         self.model_dir = pathlib.Path(model_dir)
         self.served_model_name = served_model_name
@@ -50,6 +55,7 @@ class VllmServer:
         self.max_model_len = max_model_len
         self.log_file = log_file or self.model_dir.parent / f"vllm-{served_model_name}-{self.port}.log"
         self.extra_args = extra_args
+        self.groups_dir = groups_dir
         self.process: subprocess.Popen | None = None
 
     @property
@@ -76,6 +82,9 @@ class VllmServer:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(supervised(self.command()), stdout=log, stderr=subprocess.STDOUT, env=env, **SUPERVISED_CHILD)
+        if self.groups_dir is not None:
+            self.groups_dir.mkdir(parents=True, exist_ok=True)
+            (self.groups_dir / str(self.process.pid)).write_text(str(self.model_dir))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -110,9 +119,42 @@ class VllmServer:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        if self.groups_dir is not None:
+            (self.groups_dir / str(self.process.pid)).unlink(missing_ok=True)
 
     def __enter__(self) -> VllmServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _vllm_members(group: int) -> list[int]:
+    """Live processes of process group `group` that are vLLM's (by their command line)."""
+    members = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().decode(errors="replace").lower()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and "vllm" in cmdline:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def reap_orphaned_groups(groups_dir: pathlib.Path) -> list[int]:
+    """Kill what is left of vLLM servers recorded in `groups_dir` by an evaluator that died; returns the pids killed."""
+    killed: list[int] = []
+    if not groups_dir.is_dir():
+        return killed
+    for record in groups_dir.iterdir():
+        if record.name.isdigit():
+            for pid in _vllm_members(int(record.name)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        record.unlink(missing_ok=True)
+    return killed
