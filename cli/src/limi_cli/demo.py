@@ -112,9 +112,10 @@ class Arm:
             return f"curated {self.size}"
         return f"uncurated all {self.size}" if self.whole_pool else f"uncurated {self.size} (random)"
 
-    @property
-    def dataset_name(self) -> str:
-        return f"demo-{self.size}" if self.curated else f"demo-uncurated-{'all' if self.whole_pool else self.size}"
+    def dataset_name(self, recipe: str) -> str:
+        """One dataset per arm and recipe: the trainer trains each published dataset once, with the
+        recipe it was started with, so another recipe in the same data dir needs its own dataset."""
+        return (f"demo-{self.size}" if self.curated else f"demo-uncurated-{'all' if self.whole_pool else self.size}") + f"-{recipe}"
 
 
 class Progress:
@@ -245,12 +246,16 @@ def stage_queries(client: StackClient, options: DemoOptions, noisy_model: str,
     return curated, uncurated, {r["id"]: r["text"] for r in records}
 
 
-def stage_curate(client: StackClient, sets: dict[bool, query_pb2.QuerySet], base_model: pathlib.Path, options: DemoOptions,
-                 progress: Progress) -> dict[Arm, dataset_pb2.Dataset]:
+def recipe_digest(base_model: pathlib.Path, preset: str, overrides: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps([str(base_model), preset, sorted(overrides.items())]).encode()).hexdigest()[:6]
+
+
+def stage_curate(client: StackClient, sets: dict[bool, query_pb2.QuerySet], base_model: pathlib.Path, recipe: str,
+                 options: DemoOptions, progress: Progress) -> dict[Arm, dataset_pb2.Dataset]:
     datasets = {}
     tokenizer = base_model / "tokenizer.json"
     for arm in arms(options):
-        request = curator_pb2.CurateDatasetRequest(name=arm.dataset_name, size=arm.size, query_set_ids=[sets[arm.curated].id],
+        request = curator_pb2.CurateDatasetRequest(name=arm.dataset_name(recipe), size=arm.size, query_set_ids=[sets[arm.curated].id],
                                                    tokenizer=str(tokenizer) if tokenizer.exists() else "")
         if not arm.curated:
             request.curation, request.seed = curator_pb2.CURATION_RANDOM, options.seed or 1
@@ -259,21 +264,25 @@ def stage_curate(client: StackClient, sets: dict[bool, query_pb2.QuerySet], base
         progress.say(f"{arm.label}: dataset {dataset.id}, {stats.count} samples, tokens min {stats.tokens_min} / mean "
                      f"{stats.tokens_mean:.0f} / max {stats.tokens_max}; published for the trainer")
         if stats.count == 0:
-            raise DemoError(f"the curator selected no trajectory for {arm.dataset_name}; see {client.stack.logs / 'curator.log'}")
+            raise DemoError(f"the curator selected no trajectory for {arm.label}; see {client.stack.logs / 'curator.log'}")
         datasets[arm] = dataset
     return datasets
 
 
-def stage_train(client: StackClient, datasets: dict[Arm, dataset_pb2.Dataset], options: DemoOptions,
+def stage_train(client: StackClient, datasets: dict[Arm, dataset_pb2.Dataset], hyperparameters: dict[str, str], options: DemoOptions,
                 progress: Progress) -> dict[Arm, trainer_pb2.Run]:
-    """Wait for the trainer to train every dataset (it started on the Dataset events); returns the final runs."""
+    """Wait for the trainer to train every dataset (it started on the Dataset events); returns the final runs.
+
+    Only runs with exactly this recipe's resolved hyperparameters count (a dataset id names one
+    recipe already; this also keeps out a StartRun someone made by hand on the same dataset).
+    """
     wanted = {dataset.id: arm for arm, dataset in datasets.items()}
     deadline = time.monotonic() + options.stage_timeout * max(1, len(wanted))
     said: dict[str, float] = {}
     while True:
         client.heal()
         runs = {run.dataset_id: run for run in client.call("trainer", "ListRuns", trainer_pb2.ListRunsRequest()).runs
-                if run.dataset_id in wanted and run.hyperparameters}
+                if run.dataset_id in wanted and dict(run.hyperparameters) == hyperparameters}
         for dataset_id, run in runs.items():
             label = wanted[dataset_id].label
             if run.state in FINAL_RUN_STATES:
@@ -400,9 +409,10 @@ def run_demo(options: DemoOptions, progress: Progress) -> list[Scored]:
         else:
             progress.say("skipped (--no-baseline)")
         progress.stage("curate")
-        datasets = stage_curate(client, {True: curated, False: uncurated}, base_model, options, progress)
+        datasets = stage_curate(client, {True: curated, False: uncurated}, base_model, recipe_digest(base_model, preset, overrides),
+                                options, progress)
         progress.stage("train")
-        runs = stage_train(client, datasets, options, progress)
+        runs = stage_train(client, datasets, resolve(preset, overrides).as_strings(), options, progress)
         progress.stage("evaluate")
         scored += stage_evaluate(client, runs, options, progress)
     finally:
