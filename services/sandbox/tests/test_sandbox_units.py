@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import io
+import json
 import os
+import random
 import socket
+import subprocess
 import tarfile
 import threading
 
@@ -15,6 +19,7 @@ from limi_core.config import ConfigError, load_config
 from limi_core.errors import InvalidArgument, Unavailable
 from limi_sandbox.agent_client import (
     CALL_BUFFER_BYTES,
+    FRAME,
     AgentClient,
     AgentProtocolError,
     SandboxGone,
@@ -263,3 +268,66 @@ async def test_an_agent_that_sends_more_than_the_budget_is_cut_off():
     assert gone and "budget" in gone[0] and not client.alive
     await client.close()  # never raises
     agent_end.close()
+
+
+class AgentOnTheHost:
+    """The in-sandbox agent run directly as a child (no sandbox, no --sweep), over a socketpair."""
+
+    def __init__(self, workspace) -> None:
+        self.sock, theirs = socket.socketpair()
+        agent = os.path.join(os.path.dirname(agent_files.__file__), "agent.py")
+        self.process = subprocess.Popen(["/usr/bin/python3", "-I", "-S", agent], stdin=theirs, stdout=theirs, cwd=workspace,
+                                        env={"LIMI_WORKSPACE": str(workspace), "PATH": "/usr/bin:/bin"})
+        theirs.close()
+        self.sock.settimeout(20)
+        assert self.receive()[0]["type"] == "ready"
+
+    def send(self, header: dict, body: bytes = b"") -> None:
+        self.sock.sendall(encode_frame(header, body))
+
+    def _exactly(self, size: int) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            chunk = self.sock.recv(size - len(data))
+            assert chunk, "the agent hung up"
+            data += chunk
+        return bytes(data)
+
+    def receive(self) -> tuple[dict, bytes]:
+        header_size, body_size = FRAME.unpack(self._exactly(FRAME.size))
+        return json.loads(self._exactly(header_size)), self._exactly(body_size)
+
+    def close(self) -> None:
+        self.sock.close()
+        assert self.process.wait(10) == 0
+
+
+def test_the_agent_answers_every_command_once_with_all_its_output(tmp_path):
+    """Concurrent commands with stdin, output on both streams, background children and kills, in random mixes."""
+    agent = AgentOnTheHost(tmp_path)
+    commands = ["true", "echo out; echo err >&2", "head -c 200000 /dev/zero", "cat", "sleep 0.05; echo late",
+                "yes | head -c 100000", "sleep 5 >/dev/null & echo background", "exit 3"]
+    rnd = random.Random(16)
+    for round_ in range(120):
+        pending, output = {}, collections.Counter()
+        for k in range(rnd.randint(1, 6)):
+            rid = round_ * 10 + k + 1
+            command = rnd.choice(commands)
+            stdin = rnd.randbytes(rnd.randint(1, 300_000)) if command == "cat" else b""
+            pending[rid] = (command, stdin)
+            agent.send({"id": rid, "op": "exec", "command": command, "timeout": 10, "max_output": 1 << 20, "limits": {"cpu": 10}}, stdin)
+        killed = rnd.choice(list(pending)) if rnd.random() < 0.3 else None
+        if killed:
+            agent.send({"id": 0, "op": "kill", "target": killed})
+        while pending:
+            header, body = agent.receive()
+            output[header["id"]] += len(body)
+            if header["type"] == "result":
+                command, stdin = pending.pop(header["id"])
+                if header["id"] != killed:
+                    expected = {"cat": len(stdin), "head -c 200000 /dev/zero": 200_000, "yes | head -c 100000": 100_000}
+                    assert output[header["id"]] == expected.get(command, output[header["id"]]), (command, header)
+                    assert header["exit_code"] == (3 if command == "exit 3" else 0)
+            else:
+                assert header["type"] in ("stdout", "stderr") and header["id"] in pending
+    agent.close()

@@ -105,8 +105,11 @@ def encode_frame(header: dict[str, Any], body: bytes = b"") -> bytes:
 
 
 def nesting_depth(raw: bytes) -> int:
-    """How deep the arrays and objects of a JSON text nest, counted without recursion."""
-    structural = raw.translate(None, _NOT_STRUCTURAL)  # only [ ] { } " \ remain: usually a few dozen bytes
+    """How deep the arrays and objects of a JSON text nest (at least), counted without recursion."""
+    opened = raw.count(b"[") + raw.count(b"{")
+    if opened <= MAX_HEADER_DEPTH:
+        return opened  # the usual header: one object, no deeper than its brackets, however many sit in strings
+    structural = raw.translate(None, _NOT_STRUCTURAL)  # only [ ] { } " \ remain
     depth = deepest = 0
     in_string = escaped = False
     for byte in structural:
@@ -259,7 +262,8 @@ class AgentClient:
                     self._check_alive()
                     call.arrived = loop.create_future()
                     try:
-                        await asyncio.wait_for(call.arrived, max(0.0, deadline - loop.time()))
+                        async with asyncio.timeout_at(deadline):
+                            await call.arrived
                     except TimeoutError:
                         raise Unavailable(f"sandbox {self.name} did not answer {op} within {timeout:g} s") from None
                 reply, payload = call.take()
@@ -322,7 +326,8 @@ class AgentClient:
             raise InvalidArgument("request", f"is too large for the sandbox's agent ({AGENT_MAX_HEADER_BYTES} bytes of fields)")
         try:
             self._writer.write(frame)
-            await asyncio.wait_for(self._writer.drain(), SEND_TIMEOUT_SECONDS)
+            async with asyncio.timeout(SEND_TIMEOUT_SECONDS):  # a timer, not a task as wait_for would make
+                await self._writer.drain()
         except (ConnectionError, OSError, RuntimeError, TimeoutError) as exc:
             self._mark_gone(f"its input closed or stalled: {exc!r}")
             raise SandboxGone(f"the sandbox of this session has exited ({self.gone_reason}); create a new session") from None

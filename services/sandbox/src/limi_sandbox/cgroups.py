@@ -35,6 +35,7 @@ def _own_path(controller: str) -> str | None:
 class SandboxCgroup:
     def __init__(self, memory: pathlib.Path, pids: pathlib.Path | None) -> None:
         self.memory, self.pids = memory, pids
+        self._oom_control: int | None = None  # kept open: read twice per command, pread costs a tenth of an open
 
     @property
     def procs_files(self) -> list[str]:
@@ -56,8 +57,10 @@ class SandboxCgroup:
             (self.pids / "pids.max").write_text("max" if max_pids is None else str(max_pids))
 
     def oom_kills(self) -> int:
-        for line in (self.memory / "memory.oom_control").read_text().splitlines():
-            if line.startswith("oom_kill "):
+        if self._oom_control is None:
+            self._oom_control = os.open(self.memory / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
+        for line in os.pread(self._oom_control, 4096, 0).splitlines():
+            if line.startswith(b"oom_kill "):
                 return int(line.split()[1])
         return 0  # kernels before 4.13 do not count kills
 
@@ -89,6 +92,9 @@ class SandboxCgroup:
         log.warning("processes left in %s after %g s", self.memory, timeout)
 
     def remove(self) -> None:
+        if self._oom_control is not None:
+            os.close(self._oom_control)
+            self._oom_control = None
         for directory in (self.memory, self.pids):
             if directory is None:
                 continue

@@ -91,6 +91,7 @@ class Session:
         self.id, self.sandbox, self.limits, self.settings, self.slots = session_id, sandbox, limits, settings, slots
         self.backend, self.image, self.warm = sandbox.backend, sandbox.spec.image, warm
         self.clock = clock
+        self._exec_seconds = metrics.EXEC_SECONDS.labels(self.backend)
         self.created = self.last_used = clock()
         self.calls = 0
 
@@ -128,7 +129,7 @@ class Session:
             finally:
                 await frames.aclose()
             outcome = self._outcome(result, before)
-            metrics.EXEC_SECONDS.labels(self.backend).observe(time.perf_counter() - started)
+            self._exec_seconds.observe(time.perf_counter() - started)
             metrics.EXEC_OUTCOMES.labels(self.backend, metrics.outcome_name(
                 timed_out=outcome.timed_out, memory_exceeded=outcome.memory_exceeded, cpu_limit_exceeded=outcome.cpu_limit_exceeded,
                 cancelled=outcome.cancelled, truncated=outcome.output_truncated, exit_code=outcome.exit_code)).inc()

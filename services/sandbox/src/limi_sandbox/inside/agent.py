@@ -122,8 +122,10 @@ class Agent:
         while not self.done:
             now = time.monotonic()
             waits = [command.next_wakeup(now) for command in self.commands.values()]
+            registered = self.selector.get_map()
             for key, _ in self.selector.select(min(waits) if waits else None):
-                key.data(key.fd)
+                if registered.get(key.fd) is key:  # not closed (and its number reused) by an earlier event of this round
+                    key.data(key.fd)
             now = time.monotonic()
             for rid, command in list(self.commands.items()):
                 if self.children_changed:
@@ -210,7 +212,7 @@ class Agent:
         threading.Thread(target=sweep_then_answer, daemon=True).start()
 
     def running_pids(self):
-        return {command.process.pid for command in list(self.commands.values())}
+        return {command.pid for command in list(self.commands.values())}
 
     def run_file_op(self, rid, header, body):
         try:
