@@ -4,7 +4,10 @@ One run starts a fresh nats-server and a real sandbox service process (bubblewra
 pool), and measures from a gRPC client in this process:
 - CreateSession from the warm pool (each followed by CloseSession; the pool refills in between),
   and cold (a workspace size the pool does not hold, so a sandbox starts inside the call);
-- the round trip of a warm Exec of `true` in one session;
+- the round trip of a warm Exec of `true` in one session, from a blocking client whose calling
+  thread polls for the answer itself (gRPC's SingleThreadedUnaryStream), and from a grpc.aio
+  client, whose hand-offs between its own threads cost more than the rest of the path when the
+  machine is busy (both rows are printed, each beside the floor measured with it);
 - commands per second with 1, 8 and 64 sessions running `true` concurrently.
 Each figure stands beside the same work done by `subprocess.run(["bash", "-c", "true"])` on the
 host in the same run (interleaved call by call for latency; right after, from as many threads as
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import grpc
 
@@ -87,7 +91,7 @@ async def measure_creates(stub, count: int, pool_size: int) -> dict:
 
 
 async def measure_exec_latency(stub, count: int) -> tuple[dict, dict]:
-    """Sandbox Exec and floor runs interleaved one by one, so that both see the same machine load."""
+    """Sandbox Exec (grpc.aio client) and floor runs interleaved one by one, so that both see the same machine load."""
     session = await stub.CreateSession(sandbox_pb2.CreateSessionRequest(), timeout=60)
     for _ in range(20):
         await exec_true(stub, session.id)
@@ -100,6 +104,32 @@ async def measure_exec_latency(stub, count: int) -> tuple[dict, dict]:
         subprocess.run(FLOOR, check=True)
         floor.append(time.perf_counter() - started)
     await stub.CloseSession(sandbox_pb2.CloseSessionRequest(session_id=session.id), timeout=60)
+    return percentiles(sandbox), percentiles(floor)
+
+
+def measure_exec_latency_blocking(address: str, count: int) -> tuple[dict, dict]:
+    """The same with a blocking client whose calling thread polls for the answer: no hand-off between client threads."""
+    options = [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
+    with grpc.insecure_channel(address, options=options) as channel:
+        stub = sandbox_pb2_grpc.SandboxServiceStub(channel)
+
+        def exec_true_blocking(session_id: str) -> None:
+            events = list(stub.Exec(sandbox_pb2.ExecRequest(session_id=session_id, command="true"), timeout=60))
+            if not events or events[-1].result.exit_code != 0:
+                raise RuntimeError(f"exec failed: {events[-1:]}")
+
+        session = stub.CreateSession(sandbox_pb2.CreateSessionRequest(), timeout=60)
+        for _ in range(20):
+            exec_true_blocking(session.id)
+        sandbox, floor = [], []
+        for _ in range(count):
+            started = time.perf_counter()
+            exec_true_blocking(session.id)
+            sandbox.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            subprocess.run(FLOOR, check=True)
+            floor.append(time.perf_counter() - started)
+        stub.CloseSession(sandbox_pb2.CloseSessionRequest(session_id=session.id), timeout=60)
     return percentiles(sandbox), percentiles(floor)
 
 
@@ -125,17 +155,29 @@ async def measure_throughput(stub, sessions: int, seconds: float) -> dict:
     return {"execs_per_s": sum(counts) / elapsed, "errors": errors}
 
 
-async def run_benchmark(address: str, args: argparse.Namespace) -> dict:
+def wait_for_full_pool(metrics_address: str, size: int, timeout: float = 120.0) -> None:
+    wanted = f'limi_sandbox_pool_size{{backend="bwrap"}} {float(size)}'
+    deadline = time.monotonic() + timeout
+    while wanted not in urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=10).read().decode():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the warm pool did not refill to {size} within {timeout:g} s")
+        time.sleep(0.1)
+
+
+async def run_benchmark(address: str, metrics_address: str, args: argparse.Namespace) -> dict:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = sandbox_pb2_grpc.SandboxServiceStub(channel)
         creates = await measure_creates(stub, args.creates, args.pool_size)
-        execs, floor = await measure_exec_latency(stub, args.execs)
+        await asyncio.to_thread(wait_for_full_pool, metrics_address, args.pool_size)  # refills would compete for the CPU
+        execs, floor = measure_exec_latency_blocking(address, args.execs)
+        execs_aio, floor_aio = await measure_exec_latency(stub, args.execs)
         throughput, floor_rates = {}, {}
         for n in CONCURRENCY:  # each beside its floor, measured right after it
             throughput[n] = await measure_throughput(stub, n, args.seconds)
             floor_rates[n] = await asyncio.to_thread(floor_throughput, n, args.seconds)
     return {
         "create": creates, "exec_true": execs, "floor_subprocess_run": floor,
+        "exec_true_aio": execs_aio, "floor_subprocess_run_aio": floor_aio,
         "throughput": {str(n): {**throughput[n], "floor_runs_per_s": floor_rates[n],
                                 "ratio": throughput[n]["execs_per_s"] / floor_rates[n]} for n in CONCURRENCY},
         "exec_p50_over_floor_ms": execs["p50_ms"] - floor["p50_ms"],
@@ -155,7 +197,7 @@ def main(args: argparse.Namespace) -> dict:
         try:
             wait_for_health(address, "SERVING", timeout=60, process=service)
             time.sleep(1.0)  # the pool fills after SERVING
-            return asyncio.run(run_benchmark(address, args))
+            return asyncio.run(run_benchmark(address, metrics, args))
         finally:
             service.terminate()
             service.wait(30)
@@ -164,6 +206,7 @@ def main(args: argparse.Namespace) -> dict:
 
 def report(r: dict) -> str:
     floor, execs, create = r["floor_subprocess_run"], r["exec_true"], r["create"]
+    aio, aio_floor = r["exec_true_aio"], r["floor_subprocess_run_aio"]
     rows = [
         f"sandbox (bwrap) on {r['cpus']} cores; floor = subprocess.run(['bash', '-c', 'true']) on the host, same run",
         "| measure | sandbox p50 ms | sandbox p99 ms | floor p50 ms | floor p99 ms | p50 ratio |",
@@ -172,8 +215,10 @@ def report(r: dict) -> str:
         f"| {floor['p50_ms']:.2f} | {floor['p99_ms']:.2f} | {create['warm']['p50_ms'] / floor['p50_ms']:.1f}x |",
         f"| CreateSession, cold start | {create['cold']['p50_ms']:.2f} | {create['cold']['p99_ms']:.2f} "
         f"| {floor['p50_ms']:.2f} | {floor['p99_ms']:.2f} | {create['cold']['p50_ms'] / floor['p50_ms']:.1f}x |",
-        f"| warm Exec `true` round trip | {execs['p50_ms']:.2f} | {execs['p99_ms']:.2f} | {floor['p50_ms']:.2f} | {floor['p99_ms']:.2f} "
-        f"| {execs['p50_ms'] / floor['p50_ms']:.2f}x (+{r['exec_p50_over_floor_ms']:.2f} ms) |",
+        f"| warm Exec `true` round trip, blocking client | {execs['p50_ms']:.2f} | {execs['p99_ms']:.2f} | {floor['p50_ms']:.2f} "
+        f"| {floor['p99_ms']:.2f} | {execs['p50_ms'] / floor['p50_ms']:.2f}x (+{r['exec_p50_over_floor_ms']:.2f} ms) |",
+        f"| warm Exec `true` round trip, grpc.aio client | {aio['p50_ms']:.2f} | {aio['p99_ms']:.2f} | {aio_floor['p50_ms']:.2f} "
+        f"| {aio_floor['p99_ms']:.2f} | {aio['p50_ms'] / aio_floor['p50_ms']:.2f}x (+{aio['p50_ms'] - aio_floor['p50_ms']:.2f} ms) |",
         "",
         "| concurrent sessions | sandbox execs/s | floor runs/s | ratio | errors |",
         "| ---: | ---: | ---: | ---: | ---: |",
