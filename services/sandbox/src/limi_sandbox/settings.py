@@ -57,7 +57,8 @@ class SandboxSettings(ServiceSettings):
     max_workspace_bytes: int = 8 * GiB
     tmp_bytes: int = 256 * MiB
 
-    # Sizes of single requests and answers.
+    # Sizes of single requests and answers. max_read_bytes is also the largest file EditFile edits,
+    # before and after, and the most its old_text and new_text may each hold (InvalidArgument beyond).
     max_command_bytes: int = 100_000
     max_code_bytes: int = 4 * MiB
     max_read_bytes: int = 8 * MiB
