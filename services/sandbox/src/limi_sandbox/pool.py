@@ -54,6 +54,7 @@ class WarmPool:
             if sandbox.fits(spec):
                 return sandbox
             self._ready.insert(0, sandbox)
+            metrics.POOL_SIZE.labels(self.backend.name).set(len(self._ready))
             return None
         self._wanted.set()
         return None
