@@ -555,6 +555,7 @@ HOSTILE_FRAMES = {
     "a frame kind exec has not": frame(b'{"id":1,"type":"ready"}'),
     "a call never made": frame(b'{"id":77,"type":"stdout"}', b"x"),
     "not UTF-8": frame(b'{"id":1,"type":"\xff\xfe"}'),
+    "a lone surrogate": frame(b'{"id":1,"type":"error","code":"internal","field":"","message":"\\udcff"}'),
 }
 
 

@@ -111,6 +111,15 @@ def test_file_tools(service, session):
     assert len(limited.matches) == 1 and limited.truncated
 
 
+def test_file_names_that_are_not_utf8_are_listed_and_found(service, session):
+    """A name's bytes that are not UTF-8 show as U+FFFD (a proto string cannot carry them)."""
+    service.exec(session.id, "mkdir d && echo x > $'d/caf\\xe9.txt'")
+    (entry,) = service.stub.ListDir(sandbox_pb2.ListDirRequest(session_id=session.id, path="d"), timeout=10).entries
+    assert entry.name == "caf\ufffd.txt" and entry.size == 2
+    (match,) = service.stub.Search(sandbox_pb2.SearchRequest(session_id=session.id, pattern="x", path="d"), timeout=10).matches
+    assert match.path == "d/caf\ufffd.txt" and match.line == 1
+
+
 def test_edit_must_match_exactly_once(service, session):
     stub = service.stub
     stub.WriteFile(sandbox_pb2.WriteFileRequest(session_id=session.id, path="f.txt", content=b"a a b"), timeout=10)

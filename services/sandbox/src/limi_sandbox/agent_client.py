@@ -166,7 +166,12 @@ def check_shape(value: Any, shape: Any, what: str, optional: bool = False) -> No
             elif not optional:
                 raise AgentProtocolError(f"{what} has no {key}")
     elif not (shape.accepts(value) if isinstance(shape, Number) else type(value) is shape):
-        raise AgentProtocolError(f"{what} is not a {shape.__name__} in range: {str(value)[:40]}")
+        raise AgentProtocolError(f"{what} is not a {shape.__name__} in range: {str(value)[:40]!r}")
+    elif shape is str and not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a lone surrogate: no proto string can carry it
+            raise AgentProtocolError(f"{what} is not valid Unicode") from None
 
 
 def decode_header(raw: bytes) -> dict:

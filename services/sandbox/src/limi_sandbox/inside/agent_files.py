@@ -89,6 +89,11 @@ def relative(real):
     return posixpath.relpath(real, WORKSPACE)
 
 
+def printable(name):
+    """A file name as UTF-8 text: bytes that are not UTF-8 become U+FFFD (JSON would carry them as lone surrogates)."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
 def open_regular(real, flags, path, mode=0o644):
     try:
         fd = os.open(real, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
@@ -188,7 +193,8 @@ def list_dir(h, body):
             info = os.lstat(os.path.join(real, name))
         except OSError:
             continue
-        if not answer.add({"name": name, "is_dir": stat.S_ISDIR(info.st_mode), "is_symlink": stat.S_ISLNK(info.st_mode), "size": info.st_size}):
+        if not answer.add({"name": printable(name), "is_dir": stat.S_ISDIR(info.st_mode), "is_symlink": stat.S_ISLNK(info.st_mode),
+                           "size": info.st_size}):
             break
     return {"truncated": len(names) > limit or answer.full}, answer.encode()
 
@@ -236,7 +242,7 @@ def search(h, body):
             name, _, numbered = line.partition(b"\0")
             number, _, text = numbered.partition(b":")
             if len(matches.items) >= max_results or not matches.add(
-                    {"path": relative(os.fsdecode(name)), "line": int(number or 0),
+                    {"path": printable(relative(os.fsdecode(name))), "line": int(number or 0),
                      "text": text[:SEARCH_LINE_BYTES].rstrip(b"\n").decode("utf-8", "replace")}):
                 truncated = True
                 break
