@@ -116,7 +116,6 @@ class Agent:
         self.done = False
         selector.register(channel.fd_in, selectors.EVENT_READ, self.on_input)
         selector.register(wake_fd, selectors.EVENT_READ, self.on_wake)
-        self.wake_fd = wake_fd
 
     def run(self):
         while not self.done:
@@ -190,7 +189,7 @@ class Agent:
     def start_command(self, rid, header, body):
         started = time.monotonic()
         try:
-            command = agent_commands.Command(rid, header, body, self.channel, self.selector, agent_files.WORKSPACE)
+            command = agent_commands.Command(rid, header, body, self.channel, self.selector)
         except OSError as exc:
             self.channel.send({"id": rid, "type": "stderr"}, f"limi: cannot start the command: {exc}\n".encode())
             self.channel.send({"id": rid, "type": "result", "exit_code": 126, "signal": 0, "duration": time.monotonic() - started})
@@ -209,7 +208,10 @@ class Agent:
             self.sweeper.sweep(self.running_pids)
             self.channel.send(result)
 
-        threading.Thread(target=sweep_then_answer, daemon=True).start()
+        try:
+            threading.Thread(target=sweep_then_answer, daemon=True).start()
+        except RuntimeError:  # no thread left (the processes a bomb left use them all): sweep here
+            sweep_then_answer()
 
     def running_pids(self):
         return {command.pid for command in list(self.commands.values())}
@@ -287,6 +289,10 @@ def main():
         return
     if os.getpid() == 1:
         run_as_init()
+    try:
+        os.chdir(agent_files.WORKSPACE)  # where commands start (they inherit it)
+    except OSError:
+        pass
     wake_read, wake_write = socket.socketpair()
     for end in (wake_read, wake_write):
         end.setblocking(False)

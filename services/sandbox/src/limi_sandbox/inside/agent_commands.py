@@ -74,7 +74,7 @@ class OutputBatch:
 class Command:
     """One running `exec` request. The loop calls on_output/on_stdin on readiness and tick() often."""
 
-    def __init__(self, rid, header, body, channel, selector, workspace):
+    def __init__(self, rid, header, body, channel, selector):
         self.rid, self.channel, self.selector = rid, channel, selector
         self.limits = header.get("limits") or {}
         self.started = time.monotonic()
