@@ -530,6 +530,7 @@ class PeakRss:
         self.service, self.peak, self._stop = service, 0, threading.Event()
 
     def __enter__(self) -> PeakRss:
+        self.peak = self.service.rss()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -541,6 +542,7 @@ class PeakRss:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self.peak = max(self.peak, self.service.rss())
 
 
 # Frames an honest agent never sends, each while call 1 (the session's first Exec) is in flight.
