@@ -65,10 +65,14 @@ class ServiceProcess:
         }
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "ServiceProcess":
+    def start(self) -> ServiceProcess:
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
-                supervised([sys.executable, "-m", f"limi_{self.name}"]), env=self.env, stdout=log, stderr=subprocess.STDOUT, **SUPERVISED_CHILD
+                supervised([sys.executable, "-m", f"limi_{self.name}"]),
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                **SUPERVISED_CHILD,
             )
         return self
 

@@ -49,14 +49,18 @@ async def run_raw(js, events: list[trajectory_pb2.Trajectory]) -> dict:
     sent: dict[str, float] = {}
     latencies: list[float] = []
     done = asyncio.Event()
-    subscription = await js.pull_subscribe(subject, durable="bench-raw", stream="LIMI_TRAJECTORIES",
-                                           config=api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, max_ack_pending=10_000))
+    subscription = await js.pull_subscribe(
+        subject,
+        durable="bench-raw",
+        stream="LIMI_TRAJECTORIES",
+        config=api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, max_ack_pending=10_000),
+    )
 
     async def consume() -> None:
         while len(latencies) < len(events):
             try:
                 messages = await subscription.fetch(64, timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             for msg in messages:
                 event = trajectory_pb2.Trajectory.FromString(msg.data)
@@ -73,7 +77,11 @@ async def run_raw(js, events: list[trajectory_pb2.Trajectory]) -> dict:
     elapsed = time.perf_counter() - started
     await consumer
     await js.delete_consumer("LIMI_TRAJECTORIES", "bench-raw")
-    return {"events_per_s": len(events) / elapsed, "p50_ms": percentile(latencies, 0.5) * 1e3, "p99_ms": percentile(latencies, 0.99) * 1e3}
+    return {
+        "events_per_s": len(events) / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1e3,
+        "p99_ms": percentile(latencies, 0.99) * 1e3,
+    }
 
 
 async def run_limi(nc, js, events: list[trajectory_pb2.Trajectory]) -> dict:
@@ -97,7 +105,11 @@ async def run_limi(nc, js, events: list[trajectory_pb2.Trajectory]) -> dict:
     elapsed = time.perf_counter() - started
     stop.set()
     await consumer
-    return {"events_per_s": len(events) / elapsed, "p50_ms": percentile(latencies, 0.5) * 1e3, "p99_ms": percentile(latencies, 0.99) * 1e3}
+    return {
+        "events_per_s": len(events) / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1e3,
+        "p99_ms": percentile(latencies, 0.99) * 1e3,
+    }
 
 
 async def main(args: argparse.Namespace) -> dict:
@@ -131,18 +143,22 @@ async def main(args: argparse.Namespace) -> dict:
 
 def report(result: dict) -> str:
     raw, limi = result["raw"], result["limi"]
-    return "\n".join([
-        f"bus: {result['events']} trajectory events of {result['payload_kib']} KiB, publish and consume overlapping",
-        "| path | events/s | p50 ms | p99 ms |",
-        "| --- | ---: | ---: | ---: |",
-        f"| raw JetStream (no msg id, plain ack) | {raw['events_per_s']:.0f} | {raw['p50_ms']:.2f} | {raw['p99_ms']:.2f} |",
-        f"| limi exactly-once (msg id, ack_sync, heartbeat) | {limi['events_per_s']:.0f} | {limi['p50_ms']:.2f} | {limi['p99_ms']:.2f} |",
-        f"| ratio limi/raw | {result['ratio_throughput']:.2f}x | {result['ratio_p50']:.2f}x | {result['ratio_p99']:.2f}x |",
-    ])
+    return "\n".join(
+        [
+            f"bus: {result['events']} trajectory events of {result['payload_kib']} KiB, publish and consume overlapping",
+            "| path | events/s | p50 ms | p99 ms |",
+            "| --- | ---: | ---: | ---: |",
+            f"| raw JetStream (no msg id, plain ack) | {raw['events_per_s']:.0f} | {raw['p50_ms']:.2f} | {raw['p99_ms']:.2f} |",
+            f"| limi exactly-once (msg id, ack_sync, heartbeat) | {limi['events_per_s']:.0f} | {limi['p50_ms']:.2f} | {limi['p99_ms']:.2f} |",
+            f"| ratio limi/raw | {result['ratio_throughput']:.2f}x | {result['ratio_p50']:.2f}x | {result['ratio_p99']:.2f}x |",
+        ]
+    )
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="trajectory-event throughput and latency: limi exactly-once vs raw JetStream")
+    parser = argparse.ArgumentParser(
+        description="trajectory-event throughput and latency: limi exactly-once vs raw JetStream"
+    )
     parser.add_argument("--events", type=int, default=2000, help="events per side (default 2000)")
     parser.add_argument("--payload-kib", type=int, default=16, help="size of each trajectory event in KiB (default 16)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the figures as JSON here")

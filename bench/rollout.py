@@ -50,8 +50,12 @@ async def run(episodes: int, sandbox_address: str, endpoint: str) -> dict:
     runner = EpisodeRunner(policy, toolboxes)
 
     def request(n: int) -> EpisodeRequest:
-        return EpisodeRequest(query=query_pb2.Query(id=f"q{n}", text=f"task {n}"), system_prompt="bench",
-                              sampling=Sampling(), limits=EpisodeLimits())
+        return EpisodeRequest(
+            query=query_pb2.Query(id=f"q{n}", text=f"task {n}"),
+            system_prompt="bench",
+            sampling=Sampling(),
+            limits=EpisodeLimits(),
+        )
 
     # Sequential episodes: per-turn overhead without contention.
     overheads, model = [], []
@@ -64,7 +68,11 @@ async def run(episodes: int, sandbox_address: str, endpoint: str) -> dict:
     results = await asyncio.gather(*(runner.run(request(1000 + n)) for n in range(episodes)), return_exceptions=True)
     elapsed = time.perf_counter() - started
     errors = [r for r in results if isinstance(r, BaseException)]
-    completed = [r for r in results if not isinstance(r, BaseException) and r.trajectory.outcome.status == tp.OUTCOME_STATUS_COMPLETED]
+    completed = [
+        r
+        for r in results
+        if not isinstance(r, BaseException) and r.trajectory.outcome.status == tp.OUTCOME_STATUS_COMPLETED
+    ]
     await policy.close()
     await toolboxes.close()
     return {
@@ -87,9 +95,17 @@ def main() -> dict:
     with tempfile.TemporaryDirectory() as tmp, ScriptedPolicyServer(fast_policy) as policy:
         nats = NatsServer(pathlib.Path(tmp) / "nats").start()
         address = f"127.0.0.1:{free_port()}"
-        env = {**os.environ, "LIMI_NATS_URL": nats.url, "LIMI_DATA_DIR": tmp, "LIMI_SANDBOX_GRPC_ADDRESS": address,
-               "LIMI_SANDBOX_METRICS_ADDRESS": f"127.0.0.1:{free_port()}", "LIMI_LOG_LEVEL": "WARNING"}
-        sandbox = subprocess.Popen(supervised([sys.executable, "-m", "limi_sandbox"]), env=env, stderr=subprocess.DEVNULL, **SUPERVISED_CHILD)
+        env = {
+            **os.environ,
+            "LIMI_NATS_URL": nats.url,
+            "LIMI_DATA_DIR": tmp,
+            "LIMI_SANDBOX_GRPC_ADDRESS": address,
+            "LIMI_SANDBOX_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+            "LIMI_LOG_LEVEL": "WARNING",
+        }
+        sandbox = subprocess.Popen(
+            supervised([sys.executable, "-m", "limi_sandbox"]), env=env, stderr=subprocess.DEVNULL, **SUPERVISED_CHILD
+        )
         try:
             wait_for_health(address, timeout=60, process=sandbox)
             result = asyncio.run(run(args.episodes, address, policy.endpoint))
@@ -102,7 +118,9 @@ def main() -> dict:
     print(f"| per-turn overhead p50 (ms) | {result['turn_overhead_p50_ms']:.2f} |")
     print(f"| per-turn overhead p99 (ms) | {result['turn_overhead_p99_ms']:.2f} |")
     print(f"| policy round trip p50 (ms), for scale | {result['policy_round_trip_p50_ms']:.2f} |")
-    print(f"| overhead as a share of the policy round trip | {100 * result['turn_overhead_p50_ms'] / result['policy_round_trip_p50_ms']:.2f}% |")
+    print(
+        f"| overhead as a share of the policy round trip | {100 * result['turn_overhead_p50_ms'] / result['policy_round_trip_p50_ms']:.2f}% |"
+    )
     print(f"| episodes/s with {result['concurrent_episodes']} concurrent | {result['episodes_per_s']:.1f} |")
     print(f"| errors among the concurrent episodes | {result['errors']} {result['first_error']} |")
     if args.json:

@@ -23,20 +23,30 @@ BENCHMARKS = ("bus", "sandbox", "rollout", "trainer")
 
 def run_one(name: str, out: pathlib.Path) -> tuple[int, str, float]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(HERE / f"{name}.py"), "--json", str(out / f"{name}.json")],
-                          capture_output=True, text=True)
-    return done.returncode, done.stdout if done.returncode == 0 else (done.stdout + done.stderr)[-3000:], time.perf_counter() - started
+    done = subprocess.run(
+        [sys.executable, str(HERE / f"{name}.py"), "--json", str(out / f"{name}.json")], capture_output=True, text=True
+    )
+    return (
+        done.returncode,
+        done.stdout if done.returncode == 0 else (done.stdout + done.stderr)[-3000:],
+        time.perf_counter() - started,
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
-    parser.add_argument("--out", type=pathlib.Path, default=HERE / "results", help="folder for the JSON figures and summary.md")
+    parser.add_argument(
+        "--out", type=pathlib.Path, default=HERE / "results", help="folder for the JSON figures and summary.md"
+    )
     args = parser.parse_args()
     chosen = tuple(args.only.split(",")) if args.only else BENCHMARKS
     unknown = sorted(set(chosen) - set(BENCHMARKS))
     if unknown:
-        print(f"run_all: no benchmark named {', '.join(unknown)}; the benchmarks are {', '.join(BENCHMARKS)}", file=sys.stderr)
+        print(
+            f"run_all: no benchmark named {', '.join(unknown)}; the benchmarks are {', '.join(BENCHMARKS)}",
+            file=sys.stderr,
+        )
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     sections, failed = [f"# limi benchmarks ({time.strftime('%Y-%m-%d %H:%M')})\n"], 0
@@ -47,7 +57,9 @@ def main() -> int:
             sections.append(f"## {name} ({seconds:.0f} s)\n\n{output.strip()}\n")
         else:
             failed += 1
-            sections.append(f"## {name}: FAILED with exit code {code} after {seconds:.0f} s\n\n```\n{output.strip()}\n```\n")
+            sections.append(
+                f"## {name}: FAILED with exit code {code} after {seconds:.0f} s\n\n```\n{output.strip()}\n```\n"
+            )
     summary = args.out / "summary.md"
     summary.write_text("\n".join(sections))
     print(summary.read_text())

@@ -38,11 +38,7 @@ def generate(output: pathlib.Path) -> None:
 
 
 def generated_files(root: pathlib.Path) -> set[str]:
-    return {
-        str(p.relative_to(root))
-        for p in root.rglob("*")
-        if p.is_file() and p.name.endswith(GENERATED_SUFFIXES)
-    }
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name.endswith(GENERATED_SUFFIXES)}
 
 
 def main() -> int:
@@ -61,9 +57,7 @@ def main() -> int:
         expected, actual = generated_files(fresh), generated_files(OUTPUT_ROOT)
         stale = sorted(expected ^ actual)
         stale += sorted(
-            name
-            for name in expected & actual
-            if not filecmp.cmp(fresh / name, OUTPUT_ROOT / name, shallow=False)
+            name for name in expected & actual if not filecmp.cmp(fresh / name, OUTPUT_ROOT / name, shallow=False)
         )
     if stale:
         print("generated protobuf code is stale; run `python scripts/gen_protos.py`:", file=sys.stderr)

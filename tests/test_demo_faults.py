@@ -30,13 +30,24 @@ import time
 
 import pytest
 
-from limi_core.settings import DEFAULT_PORTS
 from limi_cli.stack import _port_free
+from limi_core.settings import DEFAULT_PORTS
 
 pytestmark = pytest.mark.timeout(1500)
 
-DEMO_ARGS = ["--base-model", "limi-tiny", "--samples", "16", "--epochs", "4", "--checkpoint-every", "2", "--eval-limit", "4",
-             "--no-baseline"]
+DEMO_ARGS = [
+    "--base-model",
+    "limi-tiny",
+    "--samples",
+    "16",
+    "--epochs",
+    "4",
+    "--checkpoint-every",
+    "2",
+    "--eval-limit",
+    "4",
+    "--no-baseline",
+]
 # Points of Avg between two runs of the same demo: decoding is greedy and training deterministic,
 # so repeated clean runs gave identical scores; a resumed run may differ in the last float bits.
 TOLERANCE = 5.0
@@ -63,8 +74,23 @@ def kill(data_dir: pathlib.Path, name: str, killed: list[str]) -> None:
 
 def run_demo(data_dir: pathlib.Path, cache: pathlib.Path, faults: bool) -> tuple[int, str, list[str]]:
     env = {**os.environ, "LIMI_CACHE_DIR": str(cache)}
-    process = subprocess.Popen([sys.executable, "-m", "limi_cli", "demo", "--data-dir", str(data_dir), "--port-offset", str(free_offset()),
-                                *DEMO_ARGS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "limi_cli",
+            "demo",
+            "--data-dir",
+            str(data_dir),
+            "--port-offset",
+            str(free_offset()),
+            *DEMO_ARGS,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     killed: list[str] = []
     lines: list[str] = []
 
@@ -103,7 +129,11 @@ def trajectories_per_query(data_dir: pathlib.Path) -> dict[str, int]:
 
 def dataset_query_ids(results: dict) -> list[str]:
     path = pathlib.Path(results["datasets"]["curated 16"].removeprefix("file://"))
-    return [json.loads(line)["limi"]["trajectory"]["lineage"]["query_id"] for line in path.read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line)["limi"]["trajectory"]["lineage"]["query_id"]
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
 
 
 def log_records(data_dir: pathlib.Path, service: str, message: str) -> list[dict]:
@@ -162,5 +192,9 @@ def test_the_demo_survives_kill_9_of_rollout_trainer_evaluator_and_nats(tmp_path
     # The same scores, within the noise.
     (clean_model,), (faulted_model,) = clean["models"], faulted["models"]
     for metric in ("Avg", "FTFC", "SR@3", "S_avg"):
-        assert abs(clean_model["aggregate"][metric] - faulted_model["aggregate"][metric]) <= TOLERANCE, (metric, clean_model, faulted_model)
+        assert abs(clean_model["aggregate"][metric] - faulted_model["aggregate"][metric]) <= TOLERANCE, (
+            metric,
+            clean_model,
+            faulted_model,
+        )
     assert clean_model["subtasks"] == faulted_model["subtasks"] == 4

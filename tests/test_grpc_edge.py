@@ -81,7 +81,9 @@ async def test_unimplemented_method_says_so_and_names_itself():
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await curator_pb2_grpc.CuratorServiceStub(channel).ListQueries(curator_pb2.ListQueriesRequest(), timeout=10)
+                await curator_pb2_grpc.CuratorServiceStub(channel).ListQueries(
+                    curator_pb2.ListQueriesRequest(), timeout=10
+                )
     finally:
         await server.stop(0)
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -99,7 +101,9 @@ def test_oversize_request_is_resource_exhausted_and_the_server_lives_on(curator)
 
 def test_bytes_that_are_not_a_request_get_a_status_not_a_crash(curator):
     _stub, channel, service = curator
-    raw = channel.unary_unary("/limi.curator.v1.CuratorService/ConvertToLimi", request_serializer=None, response_deserializer=None)
+    raw = channel.unary_unary(
+        "/limi.curator.v1.CuratorService/ConvertToLimi", request_serializer=None, response_deserializer=None
+    )
     with pytest.raises(grpc.RpcError) as caught:
         raw(b"\xff\xff\xff\xff", timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -41,14 +41,17 @@ def stack(service_process):
         servers.append(policy)
         sandbox = service_process("sandbox")
         wait_for_health(sandbox.grpc_address, timeout=60, process=sandbox.process)
-        rollout = service_process("rollout", env={
-            "LIMI_ROLLOUT_POLICY_ENDPOINT": policy.endpoint,
-            "LIMI_ROLLOUT_SANDBOX_ADDRESS": sandbox.grpc_address,
-            "LIMI_ROLLOUT_POLICY_ATTEMPTS": "3",
-            "LIMI_ROLLOUT_POLICY_FIRST_BACKOFF_SECONDS": "0.05",
-            "LIMI_ROLLOUT_CONSUME_QUERIES": "false",
-            **{f"LIMI_ROLLOUT_{k.upper()}": str(v) for k, v in env.items()},
-        })
+        rollout = service_process(
+            "rollout",
+            env={
+                "LIMI_ROLLOUT_POLICY_ENDPOINT": policy.endpoint,
+                "LIMI_ROLLOUT_SANDBOX_ADDRESS": sandbox.grpc_address,
+                "LIMI_ROLLOUT_POLICY_ATTEMPTS": "3",
+                "LIMI_ROLLOUT_POLICY_FIRST_BACKOFF_SECONDS": "0.05",
+                "LIMI_ROLLOUT_CONSUME_QUERIES": "false",
+                **{f"LIMI_ROLLOUT_{k.upper()}": str(v) for k, v in env.items()},
+            },
+        )
         wait_for_health(rollout.grpc_address, timeout=60, process=rollout.process)
         channel = grpc.insecure_channel(rollout.grpc_address)
         return rollout_pb2_grpc.RolloutServiceStub(channel), policy, sandbox, rollout
@@ -66,13 +69,19 @@ def test_an_episode_runs_tools_in_the_sandbox_and_records_everything(stack):
     def script(body):
         results = tool_results(body)
         if not results:
-            return Reply(reasoning="First write the file, then read it back.",
-                         tool_calls=(("write_file", json.dumps({"path": "notes/hello.txt", "content": "hello limi\n"})),
-                                     ("shell", json.dumps({"command": "cat notes/hello.txt; echo done >&2"}))))
+            return Reply(
+                reasoning="First write the file, then read it back.",
+                tool_calls=(
+                    ("write_file", json.dumps({"path": "notes/hello.txt", "content": "hello limi\n"})),
+                    ("shell", json.dumps({"command": "cat notes/hello.txt; echo done >&2"})),
+                ),
+            )
         return Reply(content=f"The file says: {results[-1].splitlines()[0]}")
 
     stub, policy, _sandbox, _rollout = stack(script)
-    trajectory = stub.RunEpisode(rollout_pb2.RunEpisodeRequest(query=query("Write hello limi to notes/hello.txt and show it.")), timeout=120)
+    trajectory = stub.RunEpisode(
+        rollout_pb2.RunEpisodeRequest(query=query("Write hello limi to notes/hello.txt and show it.")), timeout=120
+    )
     roles = [tp.Role.Name(s.role) for s in trajectory.steps]
     assert roles == ["ROLE_SYSTEM", "ROLE_USER", "ROLE_ASSISTANT", "ROLE_TOOL", "ROLE_TOOL", "ROLE_ASSISTANT"]
     assert trajectory.outcome.status == tp.OUTCOME_STATUS_COMPLETED
@@ -88,7 +97,10 @@ def test_an_episode_runs_tools_in_the_sandbox_and_records_everything(stack):
     assert {t.name for t in trajectory.tools} >= {"shell", "write_file", "read_file"}
     # The tools the model was offered are exactly the ones the trajectory records.
     assert {t["function"]["name"] for t in policy.requests[0]["tools"]} == {t.name for t in trajectory.tools}
-    assert limi_format.limi_to_trajectory(json.loads(limi_format.dumps_sample(limi_format.trajectory_to_limi(trajectory)))) == trajectory
+    assert (
+        limi_format.limi_to_trajectory(json.loads(limi_format.dumps_sample(limi_format.trajectory_to_limi(trajectory))))
+        == trajectory
+    )
 
 
 def test_a_query_starts_in_a_workspace_holding_its_files(stack):
@@ -144,7 +156,9 @@ def test_a_hanging_policy_fails_the_episode_with_a_reason(stack):
 
 
 def test_turn_limit_and_tool_output_truncation(stack):
-    script = lambda body: Reply(tool_calls=(("shell", json.dumps({"command": "head -c 5000 /dev/zero | tr '\\\\0' x"})),))
+    def script(body):
+        return Reply(tool_calls=(("shell", json.dumps({"command": "head -c 5000 /dev/zero | tr '\\\\0' x"})),))
+
     stub, _policy, _sandbox, _rollout = stack(script, max_turns=2, max_tool_output_bytes=1000)
     trajectory = stub.RunEpisode(rollout_pb2.RunEpisodeRequest(query=query("loop")), timeout=60)
     assert trajectory.outcome.status == tp.OUTCOME_STATUS_ABORTED and "turn limit of 2" in trajectory.outcome.reason
@@ -179,7 +193,9 @@ def test_a_correction_mid_episode_reaches_the_model_and_the_trajectory(stack):
     watched.append(first)
     while len(watched) < 4:  # system, user, assistant, tool
         watched.append(next(stream))
-    reply = stub.Correct(rollout_pb2.CorrectRequest(episode_id="ep-correct-1", text="use python instead", author="alice"), timeout=10)
+    reply = stub.Correct(
+        rollout_pb2.CorrectRequest(episode_id="ep-correct-1", text="use python instead", author="alice"), timeout=10
+    )
     release.set()
     trajectory = future.result()
     watched.extend(stream)
@@ -199,7 +215,9 @@ def test_feedback_rounds_continue_in_the_same_workspace(stack):
         text = json.dumps(body["messages"])
         if "Focus on fixing" in text:
             if len(tool_results(body)) == 1:
-                return Reply(tool_calls=(("shell", json.dumps({"command": "cat round1.txt && echo fixed > round2.txt"})),))
+                return Reply(
+                    tool_calls=(("shell", json.dumps({"command": "cat round1.txt && echo fixed > round2.txt"})),)
+                )
             return Reply(content="fixed")
         if not tool_results(body):
             return Reply(tool_calls=(("write_file", json.dumps({"path": "round1.txt", "content": "from round one"})),))
@@ -208,13 +226,22 @@ def test_feedback_rounds_continue_in_the_same_workspace(stack):
     stub, _policy, sandbox, _rollout = stack(script)
     sandbox_stub = sandbox_pb2_grpc.SandboxServiceStub(grpc.insecure_channel(sandbox.grpc_address))
     session = sandbox_stub.CreateSession(sandbox_pb2.CreateSessionRequest(), timeout=60)
-    first = stub.RunEpisode(rollout_pb2.RunEpisodeRequest(query=query("round one"), sandbox_session_id=session.id), timeout=60)
-    second = stub.RunEpisode(rollout_pb2.RunEpisodeRequest(continue_from=first, feedback="Focus on fixing these rubric gaps: round2.txt missing"), timeout=60)
+    first = stub.RunEpisode(
+        rollout_pb2.RunEpisodeRequest(query=query("round one"), sandbox_session_id=session.id), timeout=60
+    )
+    second = stub.RunEpisode(
+        rollout_pb2.RunEpisodeRequest(
+            continue_from=first, feedback="Focus on fixing these rubric gaps: round2.txt missing"
+        ),
+        timeout=60,
+    )
     assert second.steps[: len(first.steps)] == first.steps[: len(first.steps)]
     feedback = second.steps[len(first.steps)]
     assert feedback.feedback.kind == tp.FEEDBACK_KIND_RUBRIC and feedback.content.startswith("Focus on fixing")
     assert "from round one" in [s.tool_result.output for s in second.steps if s.role == tp.ROLE_TOOL][-1]
-    content = sandbox_stub.ReadFile(sandbox_pb2.ReadFileRequest(session_id=session.id, path="round2.txt"), timeout=10).content
+    content = sandbox_stub.ReadFile(
+        sandbox_pb2.ReadFileRequest(session_id=session.id, path="round2.txt"), timeout=10
+    ).content
     assert content == b"fixed\n"
 
 
@@ -223,10 +250,17 @@ def test_feedback_rounds_continue_in_the_same_workspace(stack):
     [
         (rollout_pb2.RunEpisodeRequest(), "query.text"),
         (rollout_pb2.RunEpisodeRequest(query=query("x"), endpoint="ftp://x"), "endpoint"),
-        (rollout_pb2.RunEpisodeRequest(query=query("x"), sampling=tp.SamplingParams(temperature=7)), "sampling.temperature"),
+        (
+            rollout_pb2.RunEpisodeRequest(query=query("x"), sampling=tp.SamplingParams(temperature=7)),
+            "sampling.temperature",
+        ),
         (rollout_pb2.RunEpisodeRequest(continue_from=tp.Trajectory(id="t")), "feedback"),
-        (rollout_pb2.RunEpisodeRequest(query=query_pb2.Query(text="x", workspace_files=[query_pb2.WorkspaceFile(path="../out.txt")])),
-         "query.workspace_files[0].path"),
+        (
+            rollout_pb2.RunEpisodeRequest(
+                query=query_pb2.Query(text="x", workspace_files=[query_pb2.WorkspaceFile(path="../out.txt")])
+            ),
+            "query.workspace_files[0].path",
+        ),
     ],
 )
 def test_bad_episode_requests_name_the_field(stack, request_, field):

@@ -29,7 +29,9 @@ def slow_worker(body):
 async def emit(js, nc, query_ids: list[str]) -> None:
     publisher = EventPublisher.for_connection(nc, js)
     for query_id in query_ids:
-        task = query_pb2.QueryTask(query=query_pb2.Query(id=query_id, text=f"task {query_id}"), query_set_id="set1", episodes=1)
+        task = query_pb2.QueryTask(
+            query=query_pb2.Query(id=query_id, text=f"task {query_id}"), query_set_id="set1", episodes=1
+        )
         await publisher.publish(bus.QUERY_TASKS, task, event_id("query", "set1", query_id))
 
 
@@ -149,12 +151,18 @@ async def test_a_query_task_names_the_policy_model_its_episodes_ask_for(service_
     with ScriptedPolicyServer(answer, model="default-model") as policy:
         sandbox = service_process("sandbox")
         wait_for_health(sandbox.grpc_address, timeout=60, process=sandbox.process)
-        rollout = service_process("rollout", env=rollout_env(policy, sandbox, LIMI_ROLLOUT_POLICY_MODEL="default-model"))
+        rollout = service_process(
+            "rollout", env=rollout_env(policy, sandbox, LIMI_ROLLOUT_POLICY_MODEL="default-model")
+        )
         wait_for_health(rollout.grpc_address, timeout=60, process=rollout.process)
         publisher = EventPublisher.for_connection(nats_client, jetstream)
         for query_id, model in (("plain", ""), ("noisy", "noisy-model")):
-            task = query_pb2.QueryTask(query=query_pb2.Query(id=query_id, text=f"task {query_id}"), query_set_id="set1", episodes=1,
-                                       policy_model=model)
+            task = query_pb2.QueryTask(
+                query=query_pb2.Query(id=query_id, text=f"task {query_id}"),
+                query_set_id="set1",
+                episodes=1,
+                policy_model=model,
+            )
             await publisher.publish(bus.QUERY_TASKS, task, event_id("query", "set1", query_id))
         found = {t.lineage.query_id: t for t in await wait_for_trajectories(jetstream, 2)}
     assert found["plain"].steps[-1].content == "answered by default-model"

@@ -106,16 +106,31 @@ def _archive() -> bytes:
     return buffer.getvalue()
 
 
-GEMINI_LOG = {"events": [{"type": "api_request_full", "data": {"full_request": {"messages": [{"role": "user", "parts": [{"text": "hi"}]}]}}}]}
+GEMINI_LOG = {
+    "events": [
+        {
+            "type": "api_request_full",
+            "data": {"full_request": {"messages": [{"role": "user", "parts": [{"text": "hi"}]}]}},
+        }
+    ]
+}
 LIMI_SAMPLE = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
 CURATOR, SANDBOX = "limi.curator.v1.CuratorService", "limi.sandbox.v1.SandboxService"
 # Requests that pass a method's first checks (a required field), as protobuf JSON.
 BASES = {
-    f"{CURATOR}/ImportQueries": {"format": "IMPORT_FORMAT_JSONL", "content": _b64('{"text": "Fix the pager."}\n'), "origin": "fuzz.jsonl"},
+    f"{CURATOR}/ImportQueries": {
+        "format": "IMPORT_FORMAT_JSONL",
+        "content": _b64('{"text": "Fix the pager."}\n'),
+        "origin": "fuzz.jsonl",
+    },
     f"{CURATOR}/GetQuery": {"id": "q-fuzz"},
     f"{CURATOR}/PublishQuerySet": {"name": "fuzz"},
     f"{CURATOR}/EmitQuerySet": {"query_set_id": "qs-fuzz", "episodes_per_query": 1},
-    f"{CURATOR}/SynthesizeQueries": {"pull_requests_jsonl": _b64('{"repository": "a/b"}\n'), "model": "m", "origin": "prs.jsonl"},
+    f"{CURATOR}/SynthesizeQueries": {
+        "pull_requests_jsonl": _b64('{"repository": "a/b"}\n'),
+        "model": "m",
+        "origin": "prs.jsonl",
+    },
     f"{CURATOR}/CurateDataset": {"name": "fuzz", "size": 1},
     f"{CURATOR}/GetDataset": {"id": "ds-fuzz"},
     f"{CURATOR}/GetDatasetReport": {"id": "ds-fuzz"},
@@ -209,8 +224,11 @@ def _scalar_values(field: FieldDescriptor, depth: int) -> list[tuple[str, object
     if field.type == FieldDescriptor.TYPE_STRING:
         return [("a 1 MB string" if big == MIB else "a 64 KiB string", "x" * big), *STRINGS]
     if field.type == FieldDescriptor.TYPE_BYTES:
-        return [("1 MB of random bytes" if big == MIB else "64 KiB of random bytes", random.Random(big).randbytes(big)),
-                ("bytes that are not UTF-8", NOT_UTF8), ("a gzip header and garbage", b"\x1f\x8b\x08\x00garbage")]
+        return [
+            ("1 MB of random bytes" if big == MIB else "64 KiB of random bytes", random.Random(big).randbytes(big)),
+            ("bytes that are not UTF-8", NOT_UTF8),
+            ("a gzip header and garbage", b"\x1f\x8b\x08\x00garbage"),
+        ]
     if field.type == FieldDescriptor.TYPE_BOOL:
         return [("true", True)]
     if field.type == FieldDescriptor.TYPE_ENUM:
@@ -222,7 +240,9 @@ def _scalar_values(field: FieldDescriptor, depth: int) -> list[tuple[str, object
 
 
 def _small_value(field: FieldDescriptor) -> object:
-    return {FieldDescriptor.TYPE_STRING: "x", FieldDescriptor.TYPE_BYTES: b"x", FieldDescriptor.TYPE_BOOL: True}.get(field.type, 1)
+    return {FieldDescriptor.TYPE_STRING: "x", FieldDescriptor.TYPE_BYTES: b"x", FieldDescriptor.TYPE_BOOL: True}.get(
+        field.type, 1
+    )
 
 
 Mutation = tuple[str, str, Callable, bool]  # (field path, label, apply(message), fault on the wire)
@@ -237,7 +257,10 @@ def mutations(descriptor: Descriptor, depth: int = 1) -> Iterator[Mutation]:
             return getattr(message, name)
 
         if _is_map(field):
-            key_field, value_field = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
+            key_field, value_field = (
+                field.message_type.fields_by_name["key"],
+                field.message_type.fields_by_name["value"],
+            )
             simple_value = value_field.message_type is None
             key = (lambda i: f"k{i}") if key_field.type == FieldDescriptor.TYPE_STRING else (lambda i: i)
 
@@ -251,8 +274,13 @@ def mutations(descriptor: Descriptor, depth: int = 1) -> Iterator[Mutation]:
 
             yield name, "a 10,000-entry map", many, False
             if key_field.type == FieldDescriptor.TYPE_STRING:
-                for label, bad_key in [("a 1 MB key", "k" * MIB), ("a key with a NUL byte", "k\x00"), ("a key ../../etc/passwd", "../../etc/passwd"),
-                                       ("a key that is not UTF-8", UTF8_MARKER)]:
+                for label, bad_key in [
+                    ("a 1 MB key", "k" * MIB),
+                    ("a key with a NUL byte", "k\x00"),
+                    ("a key ../../etc/passwd", "../../etc/passwd"),
+                    ("a key that is not UTF-8", UTF8_MARKER),
+                ]:
+
                     def bad(message, at=at, bad_key=bad_key, simple=simple_value, value_field=value_field):
                         if simple:
                             at(message)[bad_key] = _small_value(value_field)
@@ -262,16 +290,31 @@ def mutations(descriptor: Descriptor, depth: int = 1) -> Iterator[Mutation]:
                     yield name, label, bad, bad_key == UTF8_MARKER
             if simple_value:
                 for label, value in _scalar_values(value_field, depth + 1):
-                    yield name, f"a value {label}", lambda m, at=at, value=value, key=key: at(m).__setitem__(key(0), value), False
+                    yield (
+                        name,
+                        f"a value {label}",
+                        lambda m, at=at, value=value, key=key: at(m).__setitem__(key(0), value),
+                        False,
+                    )
                 if value_field.type == FieldDescriptor.TYPE_STRING:
-                    yield name, "a value that is not UTF-8", lambda m, at=at, key=key: at(m).__setitem__(key(0), UTF8_MARKER), True
+                    yield (
+                        name,
+                        "a value that is not UTF-8",
+                        lambda m, at=at, key=key: at(m).__setitem__(key(0), UTF8_MARKER),
+                        True,
+                    )
             continue
         if field.message_type is not None:
             if _repeated(field):
                 yield name, "10,000 empty items", lambda m, at=at: [at(m).add() for _ in range(10_000)], False
                 if depth < MAX_DEPTH:
                     for path, label, apply, wire in mutations(field.message_type, depth + 1):
-                        yield f"{name}[0].{path}", label, lambda m, at=at, apply=apply: apply(at(m)[0] if len(at(m)) else at(m).add()), wire
+                        yield (
+                            f"{name}[0].{path}",
+                            label,
+                            lambda m, at=at, apply=apply: apply(at(m)[0] if len(at(m)) else at(m).add()),
+                            wire,
+                        )
             else:
                 yield name, "an empty message", lambda m, at=at: at(m).SetInParent(), False
                 if depth < MAX_DEPTH:
@@ -415,10 +458,18 @@ CLOSED = f"127.0.0.1:{free_port()}"
 SERVICE_ENV = {
     "curator": {"LIMI_CURATOR_SYNTHESIS_ENDPOINT": f"http://{CLOSED}/v1", "LIMI_CURATOR_SYNTHESIS_RETRIES": "0"},
     "sandbox": {"LIMI_SANDBOX_POOL_SIZE": "1", "LIMI_SANDBOX_MAX_SESSIONS": "8", "LIMI_SANDBOX_BACKENDS": "bwrap"},
-    "rollout": {"LIMI_ROLLOUT_POLICY_ENDPOINT": f"http://{CLOSED}/v1", "LIMI_ROLLOUT_POLICY_ATTEMPTS": "1", "LIMI_ROLLOUT_SANDBOX_ADDRESS": CLOSED,
-                "LIMI_ROLLOUT_CONSUME_QUERIES": "false"},
+    "rollout": {
+        "LIMI_ROLLOUT_POLICY_ENDPOINT": f"http://{CLOSED}/v1",
+        "LIMI_ROLLOUT_POLICY_ATTEMPTS": "1",
+        "LIMI_ROLLOUT_SANDBOX_ADDRESS": CLOSED,
+        "LIMI_ROLLOUT_CONSUME_QUERIES": "false",
+    },
     "trainer": {"LIMI_TRAINER_AUTO_TRAIN": "false"},
-    "evaluator": {"LIMI_EVALUATOR_CONSUME_CHECKPOINTS": "false", "LIMI_EVALUATOR_SANDBOX_ADDRESS": CLOSED, "LIMI_EVALUATOR_ROLLOUT_ADDRESS": CLOSED},
+    "evaluator": {
+        "LIMI_EVALUATOR_CONSUME_CHECKPOINTS": "false",
+        "LIMI_EVALUATOR_SANDBOX_ADDRESS": CLOSED,
+        "LIMI_EVALUATOR_ROLLOUT_ADDRESS": CLOSED,
+    },
 }
 
 
@@ -428,12 +479,16 @@ def session_id_of(pool, raw: bytes) -> str:
 
 
 def close_session(channel: grpc.Channel, pool, session_id: str) -> None:
-    request = message_factory.GetMessageClass(pool.FindMessageTypeByName("limi.sandbox.v1.CloseSessionRequest"))(session_id=session_id)
+    request = message_factory.GetMessageClass(pool.FindMessageTypeByName("limi.sandbox.v1.CloseSessionRequest"))(
+        session_id=session_id
+    )
     channel.unary_unary(f"/{SANDBOX}/CloseSession")(request.SerializeToString(), timeout=30)
 
 
 def fuzz_service(name: str, address: str, process) -> tuple[list[str], list[Outcome]]:
-    with grpc.insecure_channel(address, options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", 64 * MIB)]) as channel:
+    with grpc.insecure_channel(
+        address, options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", 64 * MIB)]
+    ) as channel:
         services = reflect(channel)
         pool = services[0].file.pool
         session_id = ""
@@ -447,7 +502,9 @@ def fuzz_service(name: str, address: str, process) -> tuple[list[str], list[Outc
             return outcome
 
         def base_for(method: MethodDescriptor) -> Callable[[object], None]:  # the live session
-            carries_session = session_id and "session_id" in method.input_type.fields_by_name and method.name != "CloseSession"
+            carries_session = (
+                session_id and "session_id" in method.input_type.fields_by_name and method.name != "CloseSession"
+            )
             return (lambda m: setattr(m, "session_id", session_id)) if carries_session else (lambda m: None)
 
         methods, cases, last = [], [], []
@@ -487,13 +544,21 @@ def test_every_rpc_answers_bad_input_with_a_short_status_naming_the_field(servic
     failures = [(o, problem) for o in outcomes for problem in problems_with(o)]
     ours = {method for method in methods if method.startswith("limi.")}
     with capsys.disabled():
-        print(f"\nrpc fuzz: {len(methods)} methods covered on {len(processes)} services ({len(ours)} limi methods, plus health and "
-              f"reflection on each), {len(outcomes)} requests sent in {elapsed:.0f} s; outcomes: "
-              f"{', '.join(f'{code} {count}' for code, count in by_code.most_common())}; "
-              f"slowest {slowest.seconds:.1f} s ({slowest.case.method}, {slowest.case.label})")
-    report = "\n".join(f"{o.case.method} [{o.case.label}]: {problem}: {o.details[:200]!r}" for o, problem in failures[:40])
+        print(
+            f"\nrpc fuzz: {len(methods)} methods covered on {len(processes)} services ({len(ours)} limi methods, plus health and "
+            f"reflection on each), {len(outcomes)} requests sent in {elapsed:.0f} s; outcomes: "
+            f"{', '.join(f'{code} {count}' for code, count in by_code.most_common())}; "
+            f"slowest {slowest.seconds:.1f} s ({slowest.case.method}, {slowest.case.label})"
+        )
+    report = "\n".join(
+        f"{o.case.method} [{o.case.label}]: {problem}: {o.details[:200]!r}" for o, problem in failures[:40]
+    )
     assert not failures, f"{len(failures)} wrong answers out of {len(outcomes)}:\n{report}"
     assert {o.case.method for o in outcomes} == set(methods)
-    contract = {f"{service.full_name}/{method.name}" for module in CONTRACT for service in module.DESCRIPTOR.services_by_name.values()
-                for method in service.methods}
+    contract = {
+        f"{service.full_name}/{method.name}"
+        for module in CONTRACT
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+    }
     assert ours == contract, f"reflection missed {sorted(contract - ours)}"

@@ -73,7 +73,9 @@ def test_the_sandbox_is_serving_and_runs_commands_with_nats_stopped(service_proc
     with grpc.insecure_channel(sandbox.grpc_address) as channel:
         stub = sandbox_pb2_grpc.SandboxServiceStub(channel)
         session = stub.CreateSession(sandbox_pb2.CreateSessionRequest(), timeout=60)
-        events = list(stub.Exec(sandbox_pb2.ExecRequest(session_id=session.id, command="echo no nats needed"), timeout=60))
+        events = list(
+            stub.Exec(sandbox_pb2.ExecRequest(session_id=session.id, command="echo no nats needed"), timeout=60)
+        )
     assert b"".join(e.stdout for e in events) == b"no nats needed\n"
     assert [e.result.exit_code for e in events if e.WhichOneof("event") == "result"] == [0]
     time.sleep(3)  # longer than the NATS connect timeout: a service waiting for NATS would have exited 4 by now
@@ -85,7 +87,9 @@ def _sample(metrics_address: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
-async def test_a_consumer_lost_inside_a_running_service_is_restarted_and_consumes(service_process, nats_client, jetstream):
+async def test_a_consumer_lost_inside_a_running_service_is_restarted_and_consumes(
+    service_process, nats_client, jetstream
+):
     curator = service_process("curator")
     wait_for_health(curator.grpc_address, "SERVING", timeout=60, process=curator.process)
     stream = bus.stream_for(bus.TRAJECTORIES_RECORDED).name
@@ -98,7 +102,9 @@ async def test_a_consumer_lost_inside_a_running_service_is_restarted_and_consume
     wait_for_health(curator.grpc_address, "SERVING", timeout=30, process=curator.process)
     trajectory = trajectory_pb2.Trajectory(id="after-restart")
     trajectory.outcome.status = trajectory_pb2.OUTCOME_STATUS_COMPLETED
-    await EventPublisher.for_connection(nats_client, jetstream).publish(bus.TRAJECTORIES_RECORDED, trajectory, "trajectory:after-restart")
+    await EventPublisher.for_connection(nats_client, jetstream).publish(
+        bus.TRAJECTORIES_RECORDED, trajectory, "trajectory:after-restart"
+    )
     consumed = 'limi_curator_trajectories_consumed_total{outcome="OUTCOME_STATUS_COMPLETED"}'
     deadline = time.monotonic() + 30
     while _sample(curator.metrics_address, consumed) < 1:
@@ -109,7 +115,9 @@ async def test_a_consumer_lost_inside_a_running_service_is_restarted_and_consume
 def test_service_without_nats_stays_not_serving_then_exits_with_a_sentence(service_process, tmp_path):
     from limi_core.processes import free_port
 
-    service = service_process("evaluator", env={"LIMI_NATS_CONNECT_TIMEOUT_SECONDS": "2"}, nats_url=f"nats://127.0.0.1:{free_port()}")
+    service = service_process(
+        "evaluator", env={"LIMI_NATS_CONNECT_TIMEOUT_SECONDS": "2"}, nats_url=f"nats://127.0.0.1:{free_port()}"
+    )
     wait_for_health(service.grpc_address, "NOT_SERVING", timeout=30, process=service.process)
     assert service.process.wait(30) == 4
     assert "cannot reach NATS at nats://127.0.0.1:" in service.log()

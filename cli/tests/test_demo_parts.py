@@ -24,8 +24,17 @@ from limi_cli.demo_teacher import CHECKED, CORRECTION, Teacher, corrected_reply
 from limi_evaluator.basics import generate
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--virtual-time-budget=5000"]
+HEADLESS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=5000",
+]
 
 
 def test_the_bundled_pool_is_what_the_generator_writes():
@@ -35,7 +44,9 @@ def test_the_bundled_pool_is_what_the_generator_writes():
 def test_the_pool_holds_60_real_and_18_synthetic_queries_none_of_them_held_out():
     records = [json.loads(line) for line in demo_pool.BUNDLED.read_text().splitlines()]
     assert len(records) == 78 and len({r["id"] for r in records}) == 78 and len({r["text"] for r in records}) == 78
-    assert [r["source"] for r in records].count("real") == 60 and [r["source"] for r in records].count("synthetic") == 18
+    assert [r["source"] for r in records].count("real") == 60 and [r["source"] for r in records].count(
+        "synthetic"
+    ) == 18
     held_out = {subtask.query for task in generate(0, "test", 12) for subtask in task.subtasks}
     assert not held_out & {r["text"] for r in records}
     # Every task that edits, copies or imports something starts from the files it needs.
@@ -49,15 +60,22 @@ def conversation(query: str, *turns: dict) -> list[dict]:
 
 
 def call(name: str, arguments: dict) -> dict:
-    return {"role": "assistant", "content": "", "tool_calls": [{"id": "c", "type": "function",
-                                                                 "function": {"name": name, "arguments": json.dumps(arguments)}}]}
+    return {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"id": "c", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}],
+    }
 
 
 def test_the_teacher_follows_a_correction_then_shows_the_workspace():
     query = "Create the file notes/alpha.txt with the content: cedar 42"
     write = call("write_file", {"path": "notes/alpha.txt", "content": "cedar 42\n"})
-    messages = conversation(query, write, {"role": "tool", "content": "wrote 9 bytes", "tool_call_id": "c"},
-                            {"role": "user", "content": CORRECTION})
+    messages = conversation(
+        query,
+        write,
+        {"role": "tool", "content": "wrote 9 bytes", "tool_call_id": "c"},
+        {"role": "user", "content": CORRECTION},
+    )
     listing = corrected_reply(messages)
     assert listing.tool_calls == (("list_dir", '{"path": "."}'),)
     messages += [call("list_dir", {"path": "."}), {"role": "tool", "content": "notes/", "tool_call_id": "c"}]
@@ -78,9 +96,13 @@ def run_limi(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_bad_demo_options_exit_2_with_a_sentence(tmp_path):
-    for args, words in ((["--samples", "0,8"], "between 1 and 78"), (["--samples", "eight"], "separated by commas"),
-                        (["--epochs", "-1"], "--epochs must not be negative"),
-                        (["--uncurated", "lots"], "factor such as 5x"), (["--uncurated", "50x"], "between 1x and 20x")):
+    for args, words in (
+        (["--samples", "0,8"], "between 1 and 78"),
+        (["--samples", "eight"], "separated by commas"),
+        (["--epochs", "-1"], "--epochs must not be negative"),
+        (["--uncurated", "lots"], "factor such as 5x"),
+        (["--uncurated", "50x"], "between 1x and 20x"),
+    ):
         done = run_limi("demo", "--data-dir", str(tmp_path), *args)
         assert done.returncode == 2 and words in done.stderr, done.stderr
 
@@ -99,17 +121,29 @@ def sample_scores(tmp_path) -> list:
         (folder / "trajectories").mkdir(parents=True)
         tasks = []
         for i in range(4):
-            rounds = [ev.RoundResult(round=1, score=10.0 if i < passed else 3.0, passed=i < passed, trajectory_id=f"{name}-t{i}-r1")]
+            rounds = [
+                ev.RoundResult(
+                    round=1, score=10.0 if i < passed else 3.0, passed=i < passed, trajectory_id=f"{name}-t{i}-r1"
+                )
+            ]
             (folder / "trajectories" / f"{name}-t{i}-r1.json").write_text("{}")
-            tasks.append(ev.TaskResult(task_id=f"t{i}", subtask_id="1", passed=i < passed, score=rounds[0].score, rounds=rounds))
-        return ev.EvalResult(id=f"evaluation:{name}", aggregate={"Avg": avg, "FTFC": avg, "SR@3": 25.0 * passed}, tasks=tasks,
-                             report_uri=(folder / "report.html").as_uri())
+            tasks.append(
+                ev.TaskResult(task_id=f"t{i}", subtask_id="1", passed=i < passed, score=rounds[0].score, rounds=rounds)
+            )
+        return ev.EvalResult(
+            id=f"evaluation:{name}",
+            aggregate={"Avg": avg, "FTFC": avg, "SR@3": 25.0 * passed},
+            tasks=tasks,
+            report_uri=(folder / "report.html").as_uri(),
+        )
 
-    return [Scored("base model", 0, "base", result("base", 0.0, 0), ToolChoice(0, 4)),
-            Scored("curated 8", 8, "c8", result("c8", 10.0, 1), ToolChoice(2, 4)),
-            Scored("curated 78", 78, "c78", result("c78", 40.0, 3), ToolChoice(4, 4)),
-            Scored("uncurated 78 (random)", 78, "u78", result("u78", 20.0, 2), ToolChoice(3, 4), curated=False),
-            Scored("uncurated all 390", 390, "u390", result("u390", 30.0, 2), ToolChoice(3, 4), curated=False)]
+    return [
+        Scored("base model", 0, "base", result("base", 0.0, 0), ToolChoice(0, 4)),
+        Scored("curated 8", 8, "c8", result("c8", 10.0, 1), ToolChoice(2, 4)),
+        Scored("curated 78", 78, "c78", result("c78", 40.0, 3), ToolChoice(4, 4)),
+        Scored("uncurated 78 (random)", 78, "u78", result("u78", 20.0, 2), ToolChoice(3, 4), curated=False),
+        Scored("uncurated all 390", 390, "u390", result("u390", 30.0, 2), ToolChoice(3, 4), curated=False),
+    ]
 
 
 def test_the_report_holds_the_table_the_numbers_the_curves_and_a_link_per_trajectory(tmp_path):
@@ -119,7 +153,9 @@ def test_the_report_holds_the_table_the_numbers_the_curves_and_a_link_per_trajec
     text = table(scored)
     assert "curated 78" in text and "3/4" in text and "100%" in text and "50%" in text
     datasets = {"curated 8": "file:///d8", "uncurated all 390": "file:///u"}
-    page = write_report(tmp_path / "report", scored, teacher="scripted", timings={"train": 1.0}, datasets=datasets, notes=["n"])
+    page = write_report(
+        tmp_path / "report", scored, teacher="scripted", timings={"train": 1.0}, datasets=datasets, notes=["n"]
+    )
     html_text = page.read_text()
     assert "uncurated all 390" in html_text and (tmp_path / "report" / "samples.png").stat().st_size > 0
     # Every round of every model links to its trajectory file, which exists.
@@ -129,25 +165,50 @@ def test_the_report_holds_the_table_the_numbers_the_curves_and_a_link_per_trajec
         assert pathlib.Path(link.split('"')[0].removeprefix("file://")).is_file()
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert [m["aggregate"]["Avg"] for m in results["models"]] == [0.0, 10.0, 40.0, 20.0, 30.0]
-    assert [m["curated"] for m in results["models"]] == [True, True, True, False, False] and results["datasets"] == datasets
+    assert [m["curated"] for m in results["models"]] == [True, True, True, False, False] and results[
+        "datasets"
+    ] == datasets
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package `chromium`; scripts/setup installs it)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (Debian package `chromium`; scripts/setup installs it)"
+)
 def test_the_report_renders_in_headless_chromium(tmp_path):
     from limi_cli.demo_report import write_report
 
-    page = write_report(tmp_path / "report", sample_scores(tmp_path), teacher="scripted", timings={"train": 1.0},
-                        datasets={"curated 8": "file:///d8"}, notes=["n"])
-    done = subprocess.run([CHROMIUM, *HEADLESS, f"--user-data-dir={tmp_path / 'chrome'}", "--dump-dom", page.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    page = write_report(
+        tmp_path / "report",
+        sample_scores(tmp_path),
+        teacher="scripted",
+        timings={"train": 1.0},
+        datasets={"curated 8": "file:///d8"},
+        notes=["n"],
+    )
+    done = subprocess.run(
+        [CHROMIUM, *HEADLESS, f"--user-data-dir={tmp_path / 'chrome'}", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
     # The browser parsed both tables whole and loaded the plot.
     assert dom.count("<tr>") >= 1 + 5 + 1 + 4 and 'id="models"' in dom and 'class="tasks"' in dom
     assert "curated 78" in dom and "uncurated 78 (random)" in dom and 'src="samples.png"' in dom
     shot = tmp_path / "page.png"
-    subprocess.run([CHROMIUM, *HEADLESS, f"--user-data-dir={tmp_path / 'chrome2'}", f"--screenshot={shot}", "--window-size=1200,1600",
-                    page.as_uri()], capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [
+            CHROMIUM,
+            *HEADLESS,
+            f"--user-data-dir={tmp_path / 'chrome2'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,1600",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.stat().st_size > 20_000  # a rendered page with a plot, not a blank one
 
 
@@ -181,7 +242,9 @@ def test_the_noisy_teacher_has_each_defect_and_is_stable_per_query():
 
     abandoned = next(q for q in queries if group_of(q) == "abandoned")
     assert not Teacher().reply({"model": NOISY_MODEL, "messages": [{"role": "user", "content": abandoned}]}).tool_calls
-    assert Teacher().reply({"model": "scripted-expert", "messages": [{"role": "user", "content": abandoned}]}).tool_calls
+    assert (
+        Teacher().reply({"model": "scripted-expert", "messages": [{"role": "user", "content": abandoned}]}).tool_calls
+    )
 
 
 def test_the_uncurated_pool_is_other_tasks_of_the_training_split():

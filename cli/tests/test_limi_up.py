@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from limi_core.settings import DEFAULT_PORTS, SERVICES
 from limi_cli.stack import DEFAULT_NATS_PORT
+from limi_core.settings import DEFAULT_PORTS, SERVICES
 
 
 def _free_offset() -> int:
@@ -69,8 +69,13 @@ def _alive(pid: int) -> bool:
 
 
 def _limi(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "limi_cli", *args], env={**os.environ, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "limi_cli", *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_line(process: subprocess.Popen, text: str, timeout: float = 90) -> list[str]:
@@ -82,7 +87,9 @@ def _wait_for_line(process: subprocess.Popen, text: str, timeout: float = 90) ->
         lines.append(line)
         if text in line:
             return lines
-    raise AssertionError(f"{text!r} not printed; got {lines!r}; stderr {process.stderr.read() if process.poll() is not None else ''}")
+    raise AssertionError(
+        f"{text!r} not printed; got {lines!r}; stderr {process.stderr.read() if process.poll() is not None else ''}"
+    )
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
@@ -93,9 +100,16 @@ def test_limi_up_serves_everything_then_stops_with_no_process_left(tmp_path, sto
     lines = _wait_for_line(up, "all services SERVING")
     assert time.monotonic() - started < 60
     for name in SERVICES:
-        assert any(line.strip().startswith(name) and f":{DEFAULT_PORTS[name].grpc + offset}" in line for line in lines), lines
+        assert any(
+            line.strip().startswith(name) and f":{DEFAULT_PORTS[name].grpc + offset}" in line for line in lines
+        ), lines
 
-    status = subprocess.run([sys.executable, "-m", "limi_cli", "status", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    status = subprocess.run(
+        [sys.executable, "-m", "limi_cli", "status", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert status.returncode == 0, status.stdout
     assert status.stdout.count("SERVING") == len(SERVICES)
 
@@ -103,12 +117,18 @@ def test_limi_up_serves_everything_then_stops_with_no_process_left(tmp_path, sto
     assert len(children) == len(SERVICES) + 1  # the services and nats-server
     up.send_signal(stop_signal)
     assert up.wait(60) == 0
-    assert "stopped (curator exit 0, sandbox exit 0, rollout exit 0, trainer exit 0, evaluator exit 0)" in up.stdout.read()
+    assert (
+        "stopped (curator exit 0, sandbox exit 0, rollout exit 0, trainer exit 0, evaluator exit 0)" in up.stdout.read()
+    )
     assert not [pid for pid in children if _alive(pid)]
     assert _processes_using(tmp_path) == []
     assert _bindable(DEFAULT_PORTS["curator"].grpc + offset) and _bindable(DEFAULT_NATS_PORT + offset)
-    after = subprocess.run([sys.executable, "-m", "limi_cli", "status", "--data-dir", str(tmp_path), "--port-offset", str(offset)],
-                           capture_output=True, text=True, timeout=30)
+    after = subprocess.run(
+        [sys.executable, "-m", "limi_cli", "status", "--data-dir", str(tmp_path), "--port-offset", str(offset)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert after.returncode == 4 and after.stdout.count("UNREACHABLE") == len(SERVICES)
 
 
@@ -133,20 +153,31 @@ def test_taken_port_is_one_sentence_and_exit_3(tmp_path):
         up = _limi(["up", "--data-dir", str(tmp_path), "--port-offset", str(offset)])
         _out, err = up.communicate(timeout=60)
     assert up.returncode == 3
-    assert err.strip() == f"limi up: port {DEFAULT_PORTS['rollout'].grpc + offset} (rollout gRPC) is already in use: stop what holds it or pass --port-offset"
+    assert (
+        err.strip()
+        == f"limi up: port {DEFAULT_PORTS['rollout'].grpc + offset} (rollout gRPC) is already in use: stop what holds it or pass --port-offset"
+    )
 
 
 def test_a_wrong_nats_server_setting_is_one_sentence_and_exit_2(tmp_path):
-    up = _limi(["up", "--data-dir", str(tmp_path), "--port-offset", str(_free_offset())], env={"LIMI_NATS_SERVER": str(tmp_path / "nope")})
+    up = _limi(
+        ["up", "--data-dir", str(tmp_path), "--port-offset", str(_free_offset())],
+        env={"LIMI_NATS_SERVER": str(tmp_path / "nope")},
+    )
     _out, err = up.communicate(timeout=60)
     assert up.returncode == 2
     assert err.strip() == f"limi up: LIMI_NATS_SERVER={tmp_path / 'nope'} is not an executable file"
 
 
 def test_service_dying_at_start_is_named_and_nothing_is_left(tmp_path):
-    up = _limi(["up", "--data-dir", str(tmp_path), "--port-offset", str(_free_offset())], env={"LIMI_LOG_LEVEL": "LOUD"})
+    up = _limi(
+        ["up", "--data-dir", str(tmp_path), "--port-offset", str(_free_offset())], env={"LIMI_LOG_LEVEL": "LOUD"}
+    )
     _out, err = up.communicate(timeout=90)
     assert up.returncode == 1
-    assert "service exited with code 2 while starting: limi: environment variable LIMI_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'" in err
+    assert (
+        "service exited with code 2 while starting: limi: environment variable LIMI_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'"
+        in err
+    )
     assert len(err.strip().splitlines()) == 1
     assert _processes_using(tmp_path) == []

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.timeout(900)
 
 def run_limi(cache, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "LIMI_CACHE_DIR": str(cache)}
-    return subprocess.run([sys.executable, "-m", "limi_cli", "models", *args], capture_output=True, text=True, timeout=800, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "limi_cli", "models", *args], capture_output=True, text=True, timeout=800, env=env
+    )
 
 
 def test_the_default_model_imports_once_and_loads_with_a_tool_template(tmp_path):
@@ -41,10 +43,19 @@ def test_the_default_model_imports_once_and_loads_with_a_tool_template(tmp_path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    tools = [{"type": "function", "function": {"name": "write_file", "description": "Write a file.",
-                                               "parameters": {"type": "object", "properties": {"path": {"type": "string"}},
-                                                              "required": ["path"]}}}]
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tools=tools, tokenize=False, add_generation_prompt=True)
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "write_file",
+                "description": "Write a file.",
+                "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
+            },
+        }
+    ]
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tools=tools, tokenize=False, add_generation_prompt=True
+    )
     assert "- write_file(path: string): Write a file." in prompt and "<tool_call>" in prompt
     assert tokenizer.eos_token == "<|im_end|>"
     model = AutoModelForCausalLM.from_pretrained(folder)

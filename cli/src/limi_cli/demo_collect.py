@@ -43,8 +43,14 @@ class Reviewer:
         for episode in episodes.episodes:
             if episode.running and episode.query_id in self.targets and episode.episode_id not in self.corrected:
                 try:
-                    self.client.call("rollout", "Correct", rollout_pb2.CorrectRequest(
-                        episode_id=episode.episode_id, text=CORRECTION, author="demo-reviewer"), timeout=10)
+                    self.client.call(
+                        "rollout",
+                        "Correct",
+                        rollout_pb2.CorrectRequest(
+                            episode_id=episode.episode_id, text=CORRECTION, author="demo-reviewer"
+                        ),
+                        timeout=10,
+                    )
                     self.corrected.add(episode.episode_id)
                 except grpc.RpcError:
                     pass  # it finished in between: nothing to correct
@@ -52,15 +58,22 @@ class Reviewer:
                     self.teacher.release(self.texts[episode.query_id])
 
 
-def wait_for_trajectories(client: StackClient, query_sets: list[query_pb2.QuerySet], reviewer: Reviewer, timeout: float,
-                          say: Callable[[str], None]) -> None:
+def wait_for_trajectories(
+    client: StackClient,
+    query_sets: list[query_pb2.QuerySet],
+    reviewer: Reviewer,
+    timeout: float,
+    say: Callable[[str], None],
+) -> None:
     deadline = time.monotonic() + timeout
     last_said, last_count = 0.0, -1
     total = sum(len(s.query_ids) for s in query_sets)
     while True:
         done = failed = 0
         for query_set in query_sets:
-            listing = client.call("curator", "ListQueries", curator_pb2.ListQueriesRequest(query_set_id=query_set.id, page_size=1000))
+            listing = client.call(
+                "curator", "ListQueries", curator_pb2.ListQueriesRequest(query_set_id=query_set.id, page_size=1000)
+            )
             statuses = [listing.status_by_id.get(q) for q in query_set.query_ids]
             done += sum(1 for s in statuses if s in DONE_STATUSES)
             failed += sum(1 for s in statuses if s == query_pb2.QUERY_STATUS_FAILED)
@@ -70,7 +83,9 @@ def wait_for_trajectories(client: StackClient, query_sets: list[query_pb2.QueryS
         if done == total:
             return
         if time.monotonic() > deadline:
-            raise DemoError(f"only {done} of {total} queries have a trajectory after {timeout:g} s (logs in {client.stack.logs})")
+            raise DemoError(
+                f"only {done} of {total} queries have a trajectory after {timeout:g} s (logs in {client.stack.logs})"
+            )
         reviewer.review()
         client.heal()
         time.sleep(0.3)

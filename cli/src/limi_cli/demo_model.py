@@ -31,8 +31,14 @@ def domain_corpus() -> tuple[str, ...]:
     for i, word in enumerate(words):
         other = words[(i * 7 + 3) % len(words)]
         folder = folders[i % len(folders)]
-        texts += [f"{folder}/{word}.txt", f"{word}.py", f"{word}_add {word}_sub {word}_mul {word}_twice",
-                  f"The {word} report mentions {other} once.", f"from {word} import {other}_mul", f"{word} {i * 4}"]
+        texts += [
+            f"{folder}/{word}.txt",
+            f"{word}.py",
+            f"{word}_add {word}_sub {word}_mul {word}_twice",
+            f"The {word} report mentions {other} once.",
+            f"from {word} import {other}_mul",
+            f"{word} {i * 4}",
+        ]
     return tuple(texts * 4)
 
 

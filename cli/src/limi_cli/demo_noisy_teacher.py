@@ -72,7 +72,7 @@ def noisy_reply(body: dict) -> Reply:
     group = group_of(query)
     if plan is None or group == "clean":
         return expert_reply(body)
-    made = [m for m in messages[users[-1] + 1:] if m.get("role") == "tool"]
+    made = [m for m in messages[users[-1] + 1 :] if m.get("role") == "tool"]
     if group == "abandoned":
         code = "\n".join(json.dumps(step.arguments, indent=2) for step in plan)
         return Reply(content=f"Here is how you can do it:\n```\n{code}\n```\nRun this in your workspace.")

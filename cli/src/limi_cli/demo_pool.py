@@ -43,8 +43,14 @@ def _start_files(task: basics.Task, index: int) -> dict[str, str]:
     return files
 
 
-def pool_records(count: int = POOL_SIZE, seed: int = SEED, real: int = REAL_QUERIES, *, prefix: str = "demo",
-                 exclude: frozenset[str] = frozenset()) -> list[dict]:
+def pool_records(
+    count: int = POOL_SIZE,
+    seed: int = SEED,
+    real: int = REAL_QUERIES,
+    *,
+    prefix: str = "demo",
+    exclude: frozenset[str] = frozenset(),
+) -> list[dict]:
     """`count` import rows from the train split, deterministic for the arguments; tasks in `exclude` are skipped."""
     records: list[dict] = []
     for task in basics.generate(seed, "train", count, exclude=exclude):

@@ -50,8 +50,12 @@ def tool_choice(result: ev.EvalResult) -> ToolChoice:
         plan = plan_for(query if isinstance(query, str) else "")
         calls = first.get("tool_calls") or []
         total += 1
-        if plan and calls and isinstance(calls[0].get("function", {}).get("arguments"), dict) \
-                and calls[0]["function"].get("name") == plan[0].name:
+        if (
+            plan
+            and calls
+            and isinstance(calls[0].get("function", {}).get("arguments"), dict)
+            and calls[0]["function"].get("name") == plan[0].name
+        ):
             right += 1
     return ToolChoice(right, total)
 
@@ -79,8 +83,12 @@ def table(scored: list[Scored]) -> str:
     lines = [f"{'model':<{width}}" + "".join(f"{c:>8}" for c in COLUMNS) + f"{'passed':>10}{'right tool':>12}"]
     for s in scored:
         passed, total = s.subtasks_passed
-        lines.append(f"{s.label:<{width}}" + "".join(f"{s.metric(c):>8.1f}" for c in COLUMNS) + f"{passed:>6}/{total:<3}"
-                     + f"{s.tools.percent:>11.0f}%")
+        lines.append(
+            f"{s.label:<{width}}"
+            + "".join(f"{s.metric(c):>8.1f}" for c in COLUMNS)
+            + f"{passed:>6}/{total:<3}"
+            + f"{s.tools.percent:>11.0f}%"
+        )
     return "\n".join(lines)
 
 
@@ -131,13 +139,22 @@ def task_table(scored: list[Scored]) -> str:
                 cells.append("<td></td>")
                 continue
             verdict = "passed" if found.passed else f"{found.score:.1f}/10"
-            cells.append(f'<td class="{"ok" if found.passed else "no"}">{verdict}<br>{_trajectory_links(s.result, found)}</td>')
+            cells.append(
+                f'<td class="{"ok" if found.passed else "no"}">{verdict}<br>{_trajectory_links(s.result, found)}</td>'
+            )
         rows.append(f"<tr><td>{html.escape(task_id)}/{html.escape(subtask_id)}</td>{''.join(cells)}</tr>")
     return f'<table class="tasks">{header}{"".join(rows)}</table>'
 
 
-def write_report(folder: pathlib.Path, scored: list[Scored], *, teacher: str, timings: dict[str, float],
-                 datasets: dict[str, str], notes: list[str]) -> pathlib.Path:
+def write_report(
+    folder: pathlib.Path,
+    scored: list[Scored],
+    *,
+    teacher: str,
+    timings: dict[str, float],
+    datasets: dict[str, str],
+    notes: list[str],
+) -> pathlib.Path:
     """Write index.html, samples.png and results.json into `folder`; return the HTML path."""
     folder.mkdir(parents=True, exist_ok=True)
     plot = ""
@@ -148,12 +165,25 @@ def write_report(folder: pathlib.Path, scored: list[Scored], *, teacher: str, ti
         passed, total = s.subtasks_passed
         report = s.result.report_uri
         link = f'<a href="{html.escape(report)}">report</a>' if report else ""
-        rows.append("<tr>" + _cell(s.label) + "".join(_cell(f"{s.metric(c):.1f}") for c in COLUMNS)
-                    + _cell(f"{passed}/{total}") + _cell(f"{s.tools.right}/{s.tools.total}") + f"<td>{link}</td></tr>")
-    header = ("<tr><th>model</th>" + "".join(f"<th>{c}</th>" for c in COLUMNS)
-              + "<th>subtasks passed</th><th>first move: right tool</th><th></th></tr>")
-    timing_rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{seconds:.1f} s</td></tr>" for name, seconds in timings.items())
-    dataset_rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{html.escape(uri)}</td></tr>" for label, uri in datasets.items())
+        rows.append(
+            "<tr>"
+            + _cell(s.label)
+            + "".join(_cell(f"{s.metric(c):.1f}") for c in COLUMNS)
+            + _cell(f"{passed}/{total}")
+            + _cell(f"{s.tools.right}/{s.tools.total}")
+            + f"<td>{link}</td></tr>"
+        )
+    header = (
+        "<tr><th>model</th>"
+        + "".join(f"<th>{c}</th>" for c in COLUMNS)
+        + "<th>subtasks passed</th><th>first move: right tool</th><th></th></tr>"
+    )
+    timing_rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{seconds:.1f} s</td></tr>" for name, seconds in timings.items()
+    )
+    dataset_rows = "".join(
+        f"<tr><td>{html.escape(label)}</td><td>{html.escape(uri)}</td></tr>" for label, uri in datasets.items()
+    )
     note_items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>limi demo</title>
@@ -163,7 +193,7 @@ table.tasks td{{font-size:85%}}td.ok{{background:#ebfbee}}td.no{{background:#fff
 <body><h1>limi demo: curate, collect, train, evaluate</h1>
 <p>Teacher: {html.escape(teacher)}</p>
 <h2>Held-out tasks (limi-basics), before and after fine-tuning</h2>
-<table id="models">{header}{''.join(rows)}</table>
+<table id="models">{header}{"".join(rows)}</table>
 <p>FTFC: share of requirements met in the first round; SR@3: share of subtasks passed within 3 rounds (with
 rubric feedback between rounds); RC@3: rounds left unused by passed subtasks; Avg: the mean of the three
 (AgencyBench v1); S_avg: mean best grade. All in percent; definitions in the evaluator's reports. First move:
@@ -180,12 +210,27 @@ words, names and numbers that no training task uses, and the affine-function kin
     path = folder / "index.html"
     path.write_text(page)
     results = {
-        "teacher": teacher, "timings_seconds": timings, "datasets": datasets, "notes": notes,
-        "models": [{"label": s.label, "samples": s.samples, "curated": s.curated, "checkpoint_id": s.checkpoint_id,
-                    "evaluation_id": s.result.id, "aggregate": dict(s.result.aggregate), "subtasks_passed": s.subtasks_passed[0],
-                    "subtasks": s.subtasks_passed[1], "first_move_right_tool": s.tools.right, "first_moves": s.tools.total,
-                    "passed": {f"{t.task_id}/{t.subtask_id}": t.passed for t in s.result.tasks},
-                    "report": s.result.report_uri} for s in scored],
+        "teacher": teacher,
+        "timings_seconds": timings,
+        "datasets": datasets,
+        "notes": notes,
+        "models": [
+            {
+                "label": s.label,
+                "samples": s.samples,
+                "curated": s.curated,
+                "checkpoint_id": s.checkpoint_id,
+                "evaluation_id": s.result.id,
+                "aggregate": dict(s.result.aggregate),
+                "subtasks_passed": s.subtasks_passed[0],
+                "subtasks": s.subtasks_passed[1],
+                "first_move_right_tool": s.tools.right,
+                "first_moves": s.tools.total,
+                "passed": {f"{t.task_id}/{t.subtask_id}": t.passed for t in s.result.tasks},
+                "report": s.result.report_uri,
+            }
+            for s in scored
+        ],
     }
     (folder / "results.json").write_text(json.dumps(results, indent=2))
     return path

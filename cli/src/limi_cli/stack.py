@@ -93,14 +93,18 @@ class EmbeddedStack:
             nats_server_binary()
         except NatsServerMissing as exc:
             # A wrong LIMI_NATS_SERVER is bad configuration; no nats-server at all, a missing tool.
-            raise StackError(str(exc), EXIT_USAGE if os.environ.get("LIMI_NATS_SERVER") else EXIT_PRECONDITION) from None
+            raise StackError(
+                str(exc), EXIT_USAGE if os.environ.get("LIMI_NATS_SERVER") else EXIT_PRECONDITION
+            ) from None
         wanted = [("NATS", self.nats.port)]
         for endpoint in self.endpoints.values():
             wanted += [(f"{endpoint.name} gRPC", int(endpoint.grpc_address.rsplit(":", 1)[1]))]
             wanted += [(f"{endpoint.name} metrics", int(endpoint.metrics_address.rsplit(":", 1)[1]))]
         for what, port in wanted:
             if not _port_free(port):
-                raise StackError(f"port {port} ({what}) is already in use: stop what holds it or pass --port-offset", EXIT_PORT)
+                raise StackError(
+                    f"port {port} ({what}) is already in use: stop what holds it or pass --port-offset", EXIT_PORT
+                )
 
     def address_of(self, name: str) -> str:
         return f"127.0.0.1:{DEFAULT_PORTS[name].grpc + self.port_offset}"
@@ -162,7 +166,9 @@ class EmbeddedStack:
             for name in sorted(pending):
                 code = self.processes[name].poll()
                 if code is not None:
-                    raise StackError(f"the {name} service exited with code {code} while starting: {self.last_log_line(name)}")
+                    raise StackError(
+                        f"the {name} service exited with code {code} while starting: {self.last_log_line(name)}"
+                    )
                 if check_health(self.endpoints[name].grpc_address, timeout=1.0) == "SERVING":
                     pending.discard(name)
             if pending and time.monotonic() > deadline:
@@ -203,11 +209,15 @@ class EmbeddedStack:
                 self.start_service(name)
                 revived.append(name)
                 pending.add(name)
-            pending = {name for name in pending if check_health(self.endpoints[name].grpc_address, timeout=1.0) != "SERVING"}
+            pending = {
+                name for name in pending if check_health(self.endpoints[name].grpc_address, timeout=1.0) != "SERVING"
+            }
             if not pending:
                 break
             if time.monotonic() > deadline:
-                raise StackError(f"not SERVING {timeout:g} s after a restart: {', '.join(sorted(pending))} (logs in {self.logs})")
+                raise StackError(
+                    f"not SERVING {timeout:g} s after a restart: {', '.join(sorted(pending))} (logs in {self.logs})"
+                )
             time.sleep(0.2)
         if revived:
             self._write_state()
@@ -235,9 +245,15 @@ class EmbeddedStack:
             "nats_url": self.nats.url,
             "pid": os.getpid(),
             "nats_pid": self.nats.process.pid if self.nats.process else None,
-            "services": {name: {"grpc": e.grpc_address, "metrics": e.metrics_address, "log": str(e.log_file),
-                                "pid": self.processes[name].pid if name in self.processes else None}
-                         for name, e in self.endpoints.items()},
+            "services": {
+                name: {
+                    "grpc": e.grpc_address,
+                    "metrics": e.metrics_address,
+                    "log": str(e.log_file),
+                    "pid": self.processes[name].pid if name in self.processes else None,
+                }
+                for name, e in self.endpoints.items()
+            },
         }
         (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
 

@@ -46,7 +46,10 @@ async def _run_until(consumer: EventConsumer, condition, timeout: float = 20.0) 
 
 async def test_publish_retried_with_the_same_id_stores_one_copy(nats_client, jetstream):
     publisher = EventPublisher.for_connection(nats_client, jetstream)
-    receipts = [await publisher.publish(bus.TRAJECTORIES_RECORDED, _trajectory("t1"), event_id("trajectory", "q1", 1)) for _ in range(3)]
+    receipts = [
+        await publisher.publish(bus.TRAJECTORIES_RECORDED, _trajectory("t1"), event_id("trajectory", "q1", 1))
+        for _ in range(3)
+    ]
     assert [r.duplicate for r in receipts] == [False, True, True]
     assert len({r.sequence for r in receipts}) == 1
     assert await _stream_messages(jetstream, TRAJECTORIES) == 1
@@ -89,7 +92,14 @@ async def test_poison_message_ends_in_the_dead_letter_record_after_max_deliver(n
         attempts.append(delivery.deliveries)
         raise ValueError("cannot parse the tool output")
 
-    spec = ConsumerSpec(TRAJECTORIES, "poison-reader", bus.TRAJECTORIES_RECORDED, ack_wait_seconds=2, max_deliver=3, backoff_seconds=(0.05,))
+    spec = ConsumerSpec(
+        TRAJECTORIES,
+        "poison-reader",
+        bus.TRAJECTORIES_RECORDED,
+        ack_wait_seconds=2,
+        max_deliver=3,
+        backoff_seconds=(0.05,),
+    )
     dead: list = []
 
     async def dead_letters_arrived() -> None:
@@ -199,8 +209,13 @@ async def test_consumer_killed_after_its_work_before_the_ack_applies_the_effect_
 
     def run(crash: bool) -> subprocess.CompletedProcess:
         env = {**os.environ, **({"CRASH_BEFORE_ACK": "1"} if crash else {})}
-        return subprocess.run([sys.executable, str(script), nats_client.connected_url.geturl(), str(database)],
-                              env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, str(script), nats_client.connected_url.geturl(), str(database)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     first = await asyncio.to_thread(run, True)
     assert first.returncode == -9, first.stderr

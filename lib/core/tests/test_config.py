@@ -56,10 +56,26 @@ def test_values_are_parsed_by_type_and_shared_fields_use_the_limi_prefix():
     "variable, value, message",
     [
         ("LIMI_EXAMPLE_EPISODES", "many", "environment variable LIMI_EXAMPLE_EPISODES must be an integer, got 'many'"),
-        ("LIMI_EXAMPLE_TEMPERATURE", "hot", "environment variable LIMI_EXAMPLE_TEMPERATURE must be a number, got 'hot'"),
-        ("LIMI_EXAMPLE_DRY_RUN", "maybe", "environment variable LIMI_EXAMPLE_DRY_RUN must be true or false, got 'maybe'"),
-        ("LIMI_EXAMPLE_GRPC_ADDRESS", "50051", "environment variable LIMI_EXAMPLE_GRPC_ADDRESS must be HOST:PORT, got '50051'"),
-        ("LIMI_NATS_URL", "http://x", "environment variable LIMI_NATS_URL must start with nats:// or tls://, got 'http://x'"),
+        (
+            "LIMI_EXAMPLE_TEMPERATURE",
+            "hot",
+            "environment variable LIMI_EXAMPLE_TEMPERATURE must be a number, got 'hot'",
+        ),
+        (
+            "LIMI_EXAMPLE_DRY_RUN",
+            "maybe",
+            "environment variable LIMI_EXAMPLE_DRY_RUN must be true or false, got 'maybe'",
+        ),
+        (
+            "LIMI_EXAMPLE_GRPC_ADDRESS",
+            "50051",
+            "environment variable LIMI_EXAMPLE_GRPC_ADDRESS must be HOST:PORT, got '50051'",
+        ),
+        (
+            "LIMI_NATS_URL",
+            "http://x",
+            "environment variable LIMI_NATS_URL must start with nats:// or tls://, got 'http://x'",
+        ),
         ("LIMI_SHUTDOWN_GRACE_SECONDS", "-1", "environment variable LIMI_SHUTDOWN_GRACE_SECONDS must not be negative"),
     ],
 )

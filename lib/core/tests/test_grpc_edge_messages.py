@@ -57,8 +57,13 @@ def test_wire_fault_names_the_nested_field_that_is_not_utf8():
 def test_wire_fault_names_map_fields_and_broken_framing():
     request = curator_pb2.ConvertToLimiRequest(trajectory=trajectory_pb2.Trajectory(labels={"MARKER": "v"}))
     assert wire_fault(request.DESCRIPTOR, _with_bad_utf8(request, "MARKER")) == (
-        "trajectory.labels", "has a key that is not valid UTF-8 (bad byte at offset 0)")
-    assert wire_fault(request.DESCRIPTOR, b"\x0a\x7fab") == ("trajectory", "says it holds 127 bytes but the message ends first")
+        "trajectory.labels",
+        "has a key that is not valid UTF-8 (bad byte at offset 0)",
+    )
+    assert wire_fault(request.DESCRIPTOR, b"\x0a\x7fab") == (
+        "trajectory",
+        "says it holds 127 bytes but the message ends first",
+    )
     assert wire_fault(request.DESCRIPTOR, b"\xff\xff") == ("request", "ends inside a field tag")
     assert wire_fault(request.DESCRIPTOR, request.SerializeToString()) is None
 
@@ -80,11 +85,15 @@ class RaisingCurator(curator_pb2_grpc.CuratorServiceServicer):
 
 @pytest.fixture
 async def channel():
-    server = grpc.aio.server(interceptors=[EdgeInterceptor("edge-test")], options=[("grpc.max_receive_message_length", 32 * 1024 * 1024)])
+    server = grpc.aio.server(
+        interceptors=[EdgeInterceptor("edge-test")], options=[("grpc.max_receive_message_length", 32 * 1024 * 1024)]
+    )
     curator_pb2_grpc.add_CuratorServiceServicer_to_server(RaisingCurator(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", -1)]) as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", -1)]
+    ) as channel:
         yield channel
     await server.stop(0)
 
@@ -98,9 +107,19 @@ async def _status(call) -> tuple[grpc.StatusCode, str]:
 async def test_a_1mb_value_in_an_error_comes_back_as_its_own_status_under_1kib(channel):
     stub = curator_pb2_grpc.CuratorServiceStub(channel)
     code, details = await _status(stub.GetQuery(curator_pb2.GetQueryRequest(id="q" * 1024 * 1024), timeout=10))
-    assert code == grpc.StatusCode.NOT_FOUND and details.startswith("no query 'qqq") and len(details.encode()) <= MAX_STATUS_BYTES
-    code, details = await _status(stub.PublishQuerySet(curator_pb2.PublishQuerySetRequest(name="n" * 1024 * 1024), timeout=10))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("name: 'nnn") and len(details.encode()) <= MAX_STATUS_BYTES
+    assert (
+        code == grpc.StatusCode.NOT_FOUND
+        and details.startswith("no query 'qqq")
+        and len(details.encode()) <= MAX_STATUS_BYTES
+    )
+    code, details = await _status(
+        stub.PublishQuerySet(curator_pb2.PublishQuerySetRequest(name="n" * 1024 * 1024), timeout=10)
+    )
+    assert (
+        code == grpc.StatusCode.INVALID_ARGUMENT
+        and details.startswith("name: 'nnn")
+        and len(details.encode()) <= MAX_STATUS_BYTES
+    )
 
 
 async def test_streamed_requests_get_the_same_bounded_field_naming_errors(channel):
@@ -110,10 +129,16 @@ async def test_streamed_requests_get_the_same_bounded_field_naming_errors(channe
         yield curator_pb2.ImportLimiDatasetChunk(origin="o" * 1024 * 1024)
 
     code, details = await _status(stub.ImportLimiDataset(chunks(), timeout=10))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("origin: 'ooo") and len(details.encode()) <= MAX_STATUS_BYTES
+    assert (
+        code == grpc.StatusCode.INVALID_ARGUMENT
+        and details.startswith("origin: 'ooo")
+        and len(details.encode()) <= MAX_STATUS_BYTES
+    )
 
     raw = channel.stream_unary("/limi.curator.v1.CuratorService/ImportLimiDataset")
-    bad_origin = curator_pb2.ImportLimiDatasetChunk(origin="MARKER").SerializeToString().replace(b"MARKER", NOT_UTF8 + b"xxx")
+    bad_origin = (
+        curator_pb2.ImportLimiDatasetChunk(origin="MARKER").SerializeToString().replace(b"MARKER", NOT_UTF8 + b"xxx")
+    )
 
     async def garbage():
         yield bad_origin
@@ -126,4 +151,7 @@ async def test_bytes_that_are_no_message_name_the_field_that_breaks_them(channel
     raw = channel.unary_unary("/limi.curator.v1.CuratorService/PublishQuerySet")
     request = curator_pb2.PublishQuerySetRequest(name="s", query_ids=["a", "MARKER"])
     code, details = await _status(raw(request.SerializeToString().replace(b"MARKER", NOT_UTF8 + b"xxx"), timeout=10))
-    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "query_ids[1]: is not valid UTF-8 (bad byte at offset 0)")
+    assert (code, details) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "query_ids[1]: is not valid UTF-8 (bad byte at offset 0)",
+    )

@@ -20,9 +20,7 @@ T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 CONFIG_PY = "\n".join(f"# line {n}: settings for the service" for n in range(400))
 INVALID_ARGUMENTS = '{"path": "src/config.py", "content": "def parse_config(raw):\n'
-PYTEST_FAILURE = (
-    "FAILED tests/test_config.py::test_defaults - KeyError: 'port'\n1 failed, 11 passed"
-)
+PYTEST_FAILURE = "FAILED tests/test_config.py::test_defaults - KeyError: 'port'\n1 failed, 11 passed"
 
 
 def string_schema(*names: str) -> str:
@@ -59,9 +57,7 @@ def realistic_trajectory() -> pb.Trajectory:
             name="run_shell",
             description="Run a shell command in the sandbox.",
             # Pretty-printed, so not canonical: must survive byte for byte.
-            parameters_json=json.dumps(
-                {"type": "object", "properties": {"command": {"type": "string"}}}, indent=2
-            ),
+            parameters_json=json.dumps({"type": "object", "properties": {"command": {"type": "string"}}}, indent=2),
         ),
         pb.ToolSpec(
             name="edit_file",
@@ -77,14 +73,10 @@ def realistic_trajectory() -> pb.Trajectory:
         ),
         pb.Step(
             role=pb.ROLE_ASSISTANT,
-            reasoning_content=(
-                "The KeyError suggests a missing default. Read the file and run the tests."
-            ),
+            reasoning_content=("The KeyError suggests a missing default. Read the file and run the tests."),
             content="Let me look at the config module and the failing test.",
             tool_calls=[
-                pb.ToolCall(
-                    id="call_1", name="read_file", arguments_json='{"path":"src/config.py"}'
-                ),
+                pb.ToolCall(id="call_1", name="read_file", arguments_json='{"path":"src/config.py"}'),
                 pb.ToolCall(
                     id="call_2",
                     name="run_shell",
@@ -102,9 +94,7 @@ def realistic_trajectory() -> pb.Trajectory:
         pb.Step(
             role=pb.ROLE_ASSISTANT,
             reasoning_content="I will rewrite parse_config with a default port.",
-            tool_calls=[
-                pb.ToolCall(id="call_3", name="write_file", arguments_json=INVALID_ARGUMENTS)
-            ],
+            tool_calls=[pb.ToolCall(id="call_3", name="write_file", arguments_json=INVALID_ARGUMENTS)],
             finish_reason="tool_calls",
         ),
         tool_step(
@@ -132,18 +122,14 @@ def realistic_trajectory() -> pb.Trajectory:
                 pb.ToolCall(
                     id="call_4",
                     name="edit_file",
-                    arguments_json=(
-                        '{"path":"src/config.py","old":"port=None","new":"port=8080  # défaut"}'
-                    ),
+                    arguments_json=('{"path":"src/config.py","old":"port=None","new":"port=8080  # défaut"}'),
                 )
             ],
         ),
         tool_step(9, "call_4", "edited src/config.py (1 replacement)"),
         pb.Step(
             role=pb.ROLE_ASSISTANT,
-            tool_calls=[
-                pb.ToolCall(id="call_5", name="run_shell", arguments_json='{"command":"pytest -q"}')
-            ],
+            tool_calls=[pb.ToolCall(id="call_5", name="run_shell", arguments_json='{"command":"pytest -q"}')],
         ),
         tool_step(11, "call_5", "12 passed in 0.84s", duration=took(0.9)),
         pb.Step(
@@ -169,9 +155,7 @@ def realistic_trajectory() -> pb.Trajectory:
         ),
         sandbox=pb.SandboxInfo(backend="bwrap", image="limi-sandbox:py3.11", session_id="sbx-41"),
         outcome=pb.Outcome(status=pb.OUTCOME_STATUS_COMPLETED, reason="tests pass", score=1.0),
-        lineage=pb.Lineage(
-            query_id="q-0042", attempt=2, query_set_id="limi-78", episode_id="ep-9c1d"
-        ),
+        lineage=pb.Lineage(query_id="q-0042", attempt=2, query_set_id="limi-78", episode_id="ep-9c1d"),
         started_at=at(0),
         finished_at=at(41.75),
         labels={"split": "train", "curator": "alice"},

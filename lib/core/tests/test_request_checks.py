@@ -20,7 +20,18 @@ from limi.rollout.v1 import rollout_pb2
 from limi.trajectory.v1 import trajectory_pb2
 from limi_core.errors import InvalidArgument, PermissionDenied
 from limi_core.request_checks import (
-    IDENTIFIER, Between, Each, Entries, Identifier, Known, Text, TimesInRange, Url, check_fields, confined_path, local_path,
+    IDENTIFIER,
+    Between,
+    Each,
+    Entries,
+    Identifier,
+    Known,
+    Text,
+    TimesInRange,
+    Url,
+    check_fields,
+    confined_path,
+    local_path,
 )
 from limi_core.settings import ServiceSettings
 
@@ -37,19 +48,25 @@ def root(tmp_path) -> pathlib.Path:
 def test_a_path_inside_the_root_resolves(root):
     assert confined_path("dataset_uri", str(root / "train.jsonl"), [root], "LIMI_X") == root / "train.jsonl"
     assert confined_path("dataset_uri", (root / "train.jsonl").as_uri(), [root], "LIMI_X") == root / "train.jsonl"
-    assert confined_path("dataset_uri", f"file://localhost{root}/sub/../train.jsonl", [root], "LIMI_X") == root / "train.jsonl"
+    assert (
+        confined_path("dataset_uri", f"file://localhost{root}/sub/../train.jsonl", [root], "LIMI_X")
+        == root / "train.jsonl"
+    )
 
 
-@pytest.mark.parametrize("escape", [
-    "{root}/../../secret.txt",
-    "file://{root}/%2e%2e/%2e%2e/secret.txt",
-    "/etc/passwd",
-    "file:///etc/passwd",
-    "{root}/link-out",
-    "{root}/link-out/../secret.txt",
-    "{root}",  # the root's parent folder is not the root: {root}-sibling below
-    "{root}-sibling/x",
-])
+@pytest.mark.parametrize(
+    "escape",
+    [
+        "{root}/../../secret.txt",
+        "file://{root}/%2e%2e/%2e%2e/secret.txt",
+        "/etc/passwd",
+        "file:///etc/passwd",
+        "{root}/link-out",
+        "{root}/link-out/../secret.txt",
+        "{root}",  # the root's parent folder is not the root: {root}-sibling below
+        "{root}-sibling/x",
+    ],
+)
 def test_a_path_that_leaves_the_root_is_permission_denied(root, escape):
     (root / "link-out").symlink_to(root.parent.parent)
     value = escape.format(root=root)
@@ -59,16 +76,19 @@ def test_a_path_that_leaves_the_root_is_permission_denied(root, escape):
     assert str(caught.value).startswith("dataset_uri: ") and "LIMI_TRAINER_DATASET_ROOTS" in str(caught.value)
 
 
-@pytest.mark.parametrize("value, reason", [
-    ("../../etc/passwd", "must be an absolute path"),
-    ("train.jsonl", "must be an absolute path"),
-    ("/tmp/a\x00b", "must not contain NUL"),
-    ("file:///tmp/a%00b", "must not contain NUL"),
-    ("s3://bucket/train.jsonl", "got scheme 's3'"),
-    ("file://evil.example/etc/passwd", "must be a local file:// URI"),
-    ("/" + "a" * 5000, "at most 4096 characters"),
-    ("{root}/" + "n" * 256, "a file name longer than 255 bytes"),
-])
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("../../etc/passwd", "must be an absolute path"),
+        ("train.jsonl", "must be an absolute path"),
+        ("/tmp/a\x00b", "must not contain NUL"),
+        ("file:///tmp/a%00b", "must not contain NUL"),
+        ("s3://bucket/train.jsonl", "got scheme 's3'"),
+        ("file://evil.example/etc/passwd", "must be a local file:// URI"),
+        ("/" + "a" * 5000, "at most 4096 characters"),
+        ("{root}/" + "n" * 256, "a file name longer than 255 bytes"),
+    ],
+)
 def test_a_value_that_is_no_absolute_local_path_is_invalid(root, value, reason):
     with pytest.raises(InvalidArgument) as caught:
         confined_path("dataset_uri", value.format(root=root), [root], "LIMI_X")
@@ -96,7 +116,10 @@ def test_rules_name_the_field_and_quote_values_short():
         Between(0, 1)("k", math.nan)
     with pytest.raises(InvalidArgument, match="^step: must be between 0 and 10, got -1$"):
         Between(0, 10)("step", -1)
-    with pytest.raises(InvalidArgument, match="^source: must be one of QUERY_SOURCE_UNSPECIFIED, QUERY_SOURCE_REAL, QUERY_SOURCE_SYNTHETIC, got 99$"):
+    with pytest.raises(
+        InvalidArgument,
+        match="^source: must be one of QUERY_SOURCE_UNSPECIFIED, QUERY_SOURCE_REAL, QUERY_SOURCE_SYNTHETIC, got 99$",
+    ):
         Known(query_pb2.QuerySource)("source", 99)
     with pytest.raises(InvalidArgument, match="^role: must be one of ROLE_SYSTEM"):
         Known(trajectory_pb2.Role, unspecified=False)("role", 0)

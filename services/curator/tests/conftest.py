@@ -27,9 +27,15 @@ from limi_core.processes import free_port
 from limi_curator.settings import CuratorSettings
 
 CATEGORY_RULES = (
-    (r"calibration|ECE", "research"), (r"Binary search|O\(log|logarithmic", "algorithm"), (r"[Rr]efactor|Extract|Deduplicate", "refactoring"),
-    (r"readiness|helm|deploy", "deployment"), (r"CSV|import|spreadsheet", "data_processing"), (r"[Tt]est", "testing"),
-    (r"[Cc]ache|perf|[Ss]peed up", "optimization"), (r"[Pp]aginate|endpoint|limit parameter", "backend"), (r"disabled|[Bb]adge|ui:", "frontend"),
+    (r"calibration|ECE", "research"),
+    (r"Binary search|O\(log|logarithmic", "algorithm"),
+    (r"[Rr]efactor|Extract|Deduplicate", "refactoring"),
+    (r"readiness|helm|deploy", "deployment"),
+    (r"CSV|import|spreadsheet", "data_processing"),
+    (r"[Tt]est", "testing"),
+    (r"[Cc]ache|perf|[Ss]peed up", "optimization"),
+    (r"[Pp]aginate|endpoint|limit parameter", "backend"),
+    (r"disabled|[Bb]adge|ui:", "frontend"),
     (r"crash|NotFound|[Hh]andle missing", "debugging"),
 )
 
@@ -57,20 +63,31 @@ def answer_for(prompt: str) -> str:
     files = pr["changed_files"]
     category = next((name for pattern, name in CATEGORY_RULES if re.search(pattern, pr["title"])), "other")
     excerpt = " ".join(pr["body"].split())[:600]
-    text = (f"{excerpt} I work on {pr['repository']} and need this done: {pr['title'].rstrip('.')}. The change belongs in "
-            f"{', '.join(files)}; keep the public interface as it is, cover the new behaviour with a check, and explain what you changed.")
+    text = (
+        f"{excerpt} I work on {pr['repository']} and need this done: {pr['title'].rstrip('.')}. The change belongs in "
+        f"{', '.join(files)}; keep the public interface as it is, cover the new behaviour with a check, and explain what you changed."
+    )
     if behaviour == "leak":
-        added = max((line[1:] for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")), key=len)
+        added = max(
+            (line[1:] for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")), key=len
+        )
         text += f" For reference, the fix is this line: {added.strip()}"
     elif behaviour == "unrelated":
-        text = ("Please redesign the landing page of our marketing website with a darker colour scheme, larger hero images "
-                "and a newsletter sign-up form, and make sure it looks good on phones.")
+        text = (
+            "Please redesign the landing page of our marketing website with a darker colour scheme, larger hero images "
+            "and a newsletter sign-up form, and make sure it looks good on phones."
+        )
     elif behaviour == "not_json":
         return f"Sure! Here is a task for {label}: {pr['title']}."
     elif behaviour == "unknown_category":
         category = "devops-wizardry"
-    answer = {"test_query": text, "task_category": category, "modified_files": files, "related_files": [],
-              "reasoning": f"The PR '{pr['title']}' is mainly {category} work."}
+    answer = {
+        "test_query": text,
+        "task_category": category,
+        "modified_files": files,
+        "related_files": [],
+        "reasoning": f"The PR '{pr['title']}' is mainly {category} work.",
+    }
     return "```json\n" + json.dumps(answer) + "\n```"
 
 
@@ -114,8 +131,17 @@ class ScriptedLlm:
                 if behaviour_of(f"{pr['repository']}#{pr['number']}") == "flaky" and attempt == 1:
                     return self._send(503, {"error": {"message": "server is warming up"}})
                 content = answer_for(prompt)
-                self._send(200, {"id": "cmpl-" + digest[:12], "object": "chat.completion", "model": request["model"],
-                                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}]})
+                self._send(
+                    200,
+                    {
+                        "id": "cmpl-" + digest[:12],
+                        "object": "chat.completion",
+                        "model": request["model"],
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                        ],
+                    },
+                )
 
         return Handler
 
@@ -144,7 +170,7 @@ def scripted_llm():
 TOKENIZER_TEXT = [
     "def load_invoice_owner(self, invoice_id): return self._store.get(invoice_id)",
     "The agent reads the file, runs the tests, and fixes the failing assertion in the parser.",
-    "<|im_start|>assistant\nI will run pytest now.<|im_end|> <tool_call> {\"name\": \"shell\", \"arguments\": {\"command\": \"pytest -q\"}} </tool_call>",
+    '<|im_start|>assistant\nI will run pytest now.<|im_end|> <tool_call> {"name": "shell", "arguments": {"command": "pytest -q"}} </tool_call>',
     "func (s *Service) LoadOwner(ctx context.Context, id string) (string, error) { return s.store.Get(ctx, id) }",
 ] * 20
 
@@ -154,8 +180,14 @@ def tiny_tokenizer(tmp_path_factory) -> pathlib.Path:
     """A byte-level BPE tokenizer.json trained in-process on a few KB of text (no download)."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.train_from_iterator(TOKENIZER_TEXT, trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                                                       special_tokens=["<|im_start|>", "<|im_end|>"]))
+    tokenizer.train_from_iterator(
+        TOKENIZER_TEXT,
+        trainers.BpeTrainer(
+            vocab_size=400,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            special_tokens=["<|im_start|>", "<|im_end|>"],
+        ),
+    )
     path = tmp_path_factory.mktemp("tokenizer") / "tokenizer.json"
     tokenizer.save(str(path))
     return path
@@ -169,18 +201,38 @@ def settings(tmp_path) -> CuratorSettings:
 # ------------------------------------------------------------ realistic trajectories
 
 TOOLS = (
-    trajectory_pb2.ToolSpec(name="read_file", description="Read a file of the workspace.",
-                            parameters_json='{"type":"object","properties":{"path":{"type":"string"}},"required":["path"]}'),
-    trajectory_pb2.ToolSpec(name="write_file", description="Write a file of the workspace.",
-                            parameters_json='{"type":"object","properties":{"path":{"type":"string"},"content":{"type":"string"}},"required":["path","content"]}'),
-    trajectory_pb2.ToolSpec(name="shell", description="Run a shell command in the sandbox.",
-                            parameters_json='{"type":"object","properties":{"command":{"type":"string"},"timeout":{"type":"integer"}},"required":["command"]}'),
+    trajectory_pb2.ToolSpec(
+        name="read_file",
+        description="Read a file of the workspace.",
+        parameters_json='{"type":"object","properties":{"path":{"type":"string"}},"required":["path"]}',
+    ),
+    trajectory_pb2.ToolSpec(
+        name="write_file",
+        description="Write a file of the workspace.",
+        parameters_json='{"type":"object","properties":{"path":{"type":"string"},"content":{"type":"string"}},"required":["path","content"]}',
+    ),
+    trajectory_pb2.ToolSpec(
+        name="shell",
+        description="Run a shell command in the sandbox.",
+        parameters_json='{"type":"object","properties":{"command":{"type":"string"},"timeout":{"type":"integer"}},"required":["command"]}',
+    ),
 )
 
 
-def make_trajectory(trajectory_id: str, query: query_pb2.Query | None = None, *, turns: int = 4, status: int = trajectory_pb2.OUTCOME_STATUS_COMPLETED,
-                    failed_calls: int = 0, loop: int = 0, empty_turns: int = 0, timeout_value: object = 60, padding: int = 0,
-                    score: float | None = None, labels: dict | None = None) -> trajectory_pb2.Trajectory:
+def make_trajectory(
+    trajectory_id: str,
+    query: query_pb2.Query | None = None,
+    *,
+    turns: int = 4,
+    status: int = trajectory_pb2.OUTCOME_STATUS_COMPLETED,
+    failed_calls: int = 0,
+    loop: int = 0,
+    empty_turns: int = 0,
+    timeout_value: object = 60,
+    padding: int = 0,
+    score: float | None = None,
+    labels: dict | None = None,
+) -> trajectory_pb2.Trajectory:
     """A multi-turn coding episode: read, edit, run tests, answer; knobs create the defects curation must catch."""
     trajectory = trajectory_pb2.Trajectory(id=trajectory_id, tools=TOOLS)
     if query is not None:
@@ -189,7 +241,10 @@ def make_trajectory(trajectory_id: str, query: query_pb2.Query | None = None, *,
     trajectory.labels.update(labels or {})
     steps = trajectory.steps
     text = query.text if query is not None else "Fix the failing parser test in src/parser.py."
-    steps.add(role=trajectory_pb2.ROLE_SYSTEM, content="You are a careful software engineer working in a sandboxed repository.")
+    steps.add(
+        role=trajectory_pb2.ROLE_SYSTEM,
+        content="You are a careful software engineer working in a sandboxed repository.",
+    )
     steps.add(role=trajectory_pb2.ROLE_USER, content=text)
     call_number = 0
 
@@ -208,18 +263,38 @@ def make_trajectory(trajectory_id: str, query: query_pb2.Query | None = None, *,
 
     for turn in range(turns):
         path = f"src/module_{turn}.py"
-        call("read_file", {"path": path}, f"def handler_{turn}(request):\n    return parse(request.body)\n" + "# context line\n" * padding,
-             content=f"Let me look at {path} to understand how requests are parsed.")
-        call("write_file", {"path": path, "content": f"def handler_{turn}(request):\n    body = request.body or b''\n    return parse(body)\n"}, "written",
-             content="The handler crashes on an empty body; I will guard it.")
+        call(
+            "read_file",
+            {"path": path},
+            f"def handler_{turn}(request):\n    return parse(request.body)\n" + "# context line\n" * padding,
+            content=f"Let me look at {path} to understand how requests are parsed.",
+        )
+        call(
+            "write_file",
+            {
+                "path": path,
+                "content": f"def handler_{turn}(request):\n    body = request.body or b''\n    return parse(body)\n",
+            },
+            "written",
+            content="The handler crashes on an empty body; I will guard it.",
+        )
         call("shell", {"command": "pytest -q tests", "timeout": timeout_value}, f"{turn + 3} passed in 0.{turn}1s")
     for _ in range(failed_calls):
-        call("browse", {"url": f"https://docs.example.invalid/page{call_number}"}, "", error=True, content="Let me check the docs online.")
+        call(
+            "browse",
+            {"url": f"https://docs.example.invalid/page{call_number}"},
+            "",
+            error=True,
+            content="Let me check the docs online.",
+        )
     for _ in range(loop):
         call("shell", {"command": "pytest -q tests/test_parser.py", "timeout": 60}, "1 failed")
     for _ in range(empty_turns):
         steps.add(role=trajectory_pb2.ROLE_ASSISTANT, content="")
-    steps.add(role=trajectory_pb2.ROLE_ASSISTANT, content="All tests pass. I guarded the empty body in every handler and added checks.")
+    steps.add(
+        role=trajectory_pb2.ROLE_ASSISTANT,
+        content="All tests pass. I guarded the empty body in every handler and added checks.",
+    )
     for index, step in enumerate(steps):
         step.index = index
     trajectory.outcome.status = status

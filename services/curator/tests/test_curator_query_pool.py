@@ -13,19 +13,42 @@ from limi_curator.query_import import MAX_WORKSPACE_BYTES, parse_csv, parse_json
 
 REAL = query_pb2.QUERY_SOURCE_REAL
 
-QUERIES_JSONL = "\n".join(json.dumps(row) for row in [
-    {"text": "Build a C++ console inventory tracker that persists items to a CSV file and supports search by SKU.", "category": "backend", "author": "alice"},
-    {"query": "Our nightly ETL job drops rows with non-ASCII customer names; find why and fix the pipeline.", "category": "data_processing",
-     "labels": {"difficulty": "medium"}},
-    {"text": "Profile the image thumbnailer and make it at least twice as fast on 4k JPEGs.", "task_category": "2-4.ui_optimization", "id": "thumbs-speed"},
-    {"test_query": "Add a readiness probe to the Helm chart of the billing service.", "repo_url": "https://github.com/acme/billing", "pr_id": "412",
-     "modified_files": ["charts/billing/templates/deployment.yaml"], "reasoning": "Deployment work.", "patch": "--- a/x\n+++ b/x\n+secret solution"},
-]) + "\n"
+QUERIES_JSONL = (
+    "\n".join(
+        json.dumps(row)
+        for row in [
+            {
+                "text": "Build a C++ console inventory tracker that persists items to a CSV file and supports search by SKU.",
+                "category": "backend",
+                "author": "alice",
+            },
+            {
+                "query": "Our nightly ETL job drops rows with non-ASCII customer names; find why and fix the pipeline.",
+                "category": "data_processing",
+                "labels": {"difficulty": "medium"},
+            },
+            {
+                "text": "Profile the image thumbnailer and make it at least twice as fast on 4k JPEGs.",
+                "task_category": "2-4.ui_optimization",
+                "id": "thumbs-speed",
+            },
+            {
+                "test_query": "Add a readiness probe to the Helm chart of the billing service.",
+                "repo_url": "https://github.com/acme/billing",
+                "pr_id": "412",
+                "modified_files": ["charts/billing/templates/deployment.yaml"],
+                "reasoning": "Deployment work.",
+                "patch": "--- a/x\n+++ b/x\n+secret solution",
+            },
+        ]
+    )
+    + "\n"
+)
 
 QUERIES_CSV = (
     "text,category,author,team\n"
-    "\"Write a Python CLI that mirrors a directory to S3, skipping unchanged files by ETag.\",backend,bob,storage\n"
-    "\"Investigate why the React settings page re-renders 40 times on load, and fix it.\",frontend,carol,web\n"
+    '"Write a Python CLI that mirrors a directory to S3, skipping unchanged files by ETag.",backend,bob,storage\n'
+    '"Investigate why the React settings page re-renders 40 times on load, and fix it.",frontend,carol,web\n'
 )
 
 
@@ -38,8 +61,12 @@ def curator(settings):
 
 def test_jsonl_rows_become_queries_with_categories_labels_and_provenance():
     queries = parse_jsonl(QUERIES_JSONL.encode(), "queries.jsonl", REAL)
-    assert [q.category for q in queries] == [query_pb2.QUERY_CATEGORY_BACKEND, query_pb2.QUERY_CATEGORY_DATA_PROCESSING,
-                                            query_pb2.QUERY_CATEGORY_FRONTEND, query_pb2.QUERY_CATEGORY_UNSPECIFIED]
+    assert [q.category for q in queries] == [
+        query_pb2.QUERY_CATEGORY_BACKEND,
+        query_pb2.QUERY_CATEGORY_DATA_PROCESSING,
+        query_pb2.QUERY_CATEGORY_FRONTEND,
+        query_pb2.QUERY_CATEGORY_UNSPECIFIED,
+    ]
     assert queries[0].id.startswith("q-") and len(queries[0].content_hash) == 64
     assert queries[1].labels["difficulty"] == "medium"
     assert queries[2].id == "thumbs-speed"
@@ -52,13 +79,25 @@ def test_jsonl_rows_become_queries_with_categories_labels_and_provenance():
 
 def test_workspace_files_travel_with_the_query_and_count_in_its_hash():
     text = "Build a C++ console inventory tracker that persists items to a CSV file and supports search by SKU."
-    rows = [{"text": text}, {"text": text, "files": {"src/main.cpp": "int main() {}\n", "README.md": "# inventory\n"}},
-            {"text": text, "workspace_files": {"src/main.cpp": "int main() { return 1; }\n", "README.md": "# inventory\n"}},
-            {"text": text, "files": {}}]
-    plain, seeded, other, empty = parse_jsonl("\n".join(json.dumps(row) for row in rows).encode(), "queries.jsonl", REAL)
+    rows = [
+        {"text": text},
+        {"text": text, "files": {"src/main.cpp": "int main() {}\n", "README.md": "# inventory\n"}},
+        {"text": text, "workspace_files": {"src/main.cpp": "int main() { return 1; }\n", "README.md": "# inventory\n"}},
+        {"text": text, "files": {}},
+    ]
+    plain, seeded, other, empty = parse_jsonl(
+        "\n".join(json.dumps(row) for row in rows).encode(), "queries.jsonl", REAL
+    )
     # Without files the hash and id are the text's alone, exactly as before workspace files existed.
-    assert plain.id == empty.id == "q-8ef9641c7edc1a48" and plain.content_hash == empty.content_hash and not plain.workspace_files
-    assert [(f.path, f.content, f.mode) for f in seeded.workspace_files] == [("README.md", b"# inventory\n", 0), ("src/main.cpp", b"int main() {}\n", 0)]
+    assert (
+        plain.id == empty.id == "q-8ef9641c7edc1a48"
+        and plain.content_hash == empty.content_hash
+        and not plain.workspace_files
+    )
+    assert [(f.path, f.content, f.mode) for f in seeded.workspace_files] == [
+        ("README.md", b"# inventory\n", 0),
+        ("src/main.cpp", b"int main() {}\n", 0),
+    ]
     assert len({plain.content_hash, seeded.content_hash, other.content_hash}) == 3
     assert len({plain.id, seeded.id, other.id}) == 3 and seeded.id == "q-" + seeded.content_hash[:16]
 
@@ -73,24 +112,53 @@ def test_csv_rows_become_queries_and_extra_columns_become_labels():
 @pytest.mark.parametrize(
     "content, message",
     [
-        ('{"text": "fine query about caching"}\n{"text": "broken\n', "queries.jsonl line 2 field (line): is not valid JSON"),
+        (
+            '{"text": "fine query about caching"}\n{"text": "broken\n',
+            "queries.jsonl line 2 field (line): is not valid JSON",
+        ),
         ('{"text": "ok"}\n{"category": "backend"}\n', "queries.jsonl line 2 field text: is missing"),
-        ('{"text": "Refactor the scheduler", "category": "frontnd"}\n', "queries.jsonl line 1 field category: unknown category 'frontnd'"),
+        (
+            '{"text": "Refactor the scheduler", "category": "frontnd"}\n',
+            "queries.jsonl line 1 field category: unknown category 'frontnd'",
+        ),
         ('{"text": "   "}\n', "queries.jsonl line 1 field text: must not be empty"),
         ('{"text": "Refactor", "txt": "typo"}\n', "queries.jsonl line 1 field txt: is not a known field"),
         ('{"text": "Refactor", "source": "scraped"}\n', "queries.jsonl line 1 field source: unknown source 'scraped'"),
-        ('{"text": "Refactor", "pull_request": "12a"}\n', "queries.jsonl line 1 field pull_request: must be a pull request number"),
+        (
+            '{"text": "Refactor", "pull_request": "12a"}\n',
+            "queries.jsonl line 1 field pull_request: must be a pull request number",
+        ),
         ('["not", "an", "object"]\n', "queries.jsonl line 1 field (line): must be a JSON object"),
         ("\n\n", "queries.jsonl: holds no queries"),
-        ('{"text": "Fix it", "files": ["a.py"]}\n', "queries.jsonl line 1 field files: must be an object of relative path -> text content"),
-        ('{"text": "Fix it", "files": {"a.py": 3}}\n', "queries.jsonl line 1 field files: must be an object of relative path -> text content"),
-        ('{"text": "Fix it", "workspace_files": {"/etc/passwd": "x"}}\n', "queries.jsonl line 1 field workspace_files: path '/etc/passwd' must be relative"),
-        ('{"text": "Fix it", "files": {"src/../../x": "x"}}\n', "queries.jsonl line 1 field files: path 'src/../../x' must be relative"),
+        (
+            '{"text": "Fix it", "files": ["a.py"]}\n',
+            "queries.jsonl line 1 field files: must be an object of relative path -> text content",
+        ),
+        (
+            '{"text": "Fix it", "files": {"a.py": 3}}\n',
+            "queries.jsonl line 1 field files: must be an object of relative path -> text content",
+        ),
+        (
+            '{"text": "Fix it", "workspace_files": {"/etc/passwd": "x"}}\n',
+            "queries.jsonl line 1 field workspace_files: path '/etc/passwd' must be relative",
+        ),
+        (
+            '{"text": "Fix it", "files": {"src/../../x": "x"}}\n',
+            "queries.jsonl line 1 field files: path 'src/../../x' must be relative",
+        ),
         ('{"text": "Fix it", "files": {"": "x"}}\n', "queries.jsonl line 1 field files: path '' must be relative"),
-        ('{"text": "Fix it", "files": {"src": "x", "src/a.py": "y"}}\n', "queries.jsonl line 1 field files: path 'src' is a file but 'src/a.py'"),
-        ('{"text": "Fix it", "files": {}, "workspace_files": {}}\n', "queries.jsonl line 1 field workspace_files: repeats files"),
-        ('{"text": "Fix it", "files": {"a.bin": "' + "x" * (MAX_WORKSPACE_BYTES + 1) + '"}}\n',
-         f"queries.jsonl line 1 field files: holds {MAX_WORKSPACE_BYTES + 1} bytes of content; at most {MAX_WORKSPACE_BYTES}"),
+        (
+            '{"text": "Fix it", "files": {"src": "x", "src/a.py": "y"}}\n',
+            "queries.jsonl line 1 field files: path 'src' is a file but 'src/a.py'",
+        ),
+        (
+            '{"text": "Fix it", "files": {}, "workspace_files": {}}\n',
+            "queries.jsonl line 1 field workspace_files: repeats files",
+        ),
+        (
+            '{"text": "Fix it", "files": {"a.bin": "' + "x" * (MAX_WORKSPACE_BYTES + 1) + '"}}\n',
+            f"queries.jsonl line 1 field files: holds {MAX_WORKSPACE_BYTES + 1} bytes of content; at most {MAX_WORKSPACE_BYTES}",
+        ),
     ],
 )
 def test_broken_jsonl_is_rejected_naming_line_and_field(content, message):
@@ -102,11 +170,17 @@ def test_broken_jsonl_is_rejected_naming_line_and_field(content, message):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("prompt,category\nhello,backend\n", "queries.csv line 1 field text: the header has no text column (columns: prompt, category)"),
-        ("text,category,author\n\"Speed up the importer\",optimization\n", "queries.csv line 2 field author: is missing"),
-        ("text,category\n\"Speed up the importer\",optimization,extra\n", "queries.csv line 2 field (row): has 3 cells for 2 columns"),
-        ("text,category\n\"\",backend\n", "queries.csv line 2 field text: must not be empty"),
-        ("text,files\n\"Fix it\",a.py\n", "queries.csv line 2 field files: is not a CSV column"),
+        (
+            "prompt,category\nhello,backend\n",
+            "queries.csv line 1 field text: the header has no text column (columns: prompt, category)",
+        ),
+        ('text,category,author\n"Speed up the importer",optimization\n', "queries.csv line 2 field author: is missing"),
+        (
+            'text,category\n"Speed up the importer",optimization,extra\n',
+            "queries.csv line 2 field (row): has 3 cells for 2 columns",
+        ),
+        ('text,category\n"",backend\n', "queries.csv line 2 field text: must not be empty"),
+        ('text,files\n"Fix it",a.py\n', "queries.csv line 2 field files: is not a CSV column"),
     ],
 )
 def test_broken_csv_is_rejected_naming_line_and_field(content, message):
@@ -125,20 +199,32 @@ def test_import_counts_duplicates_and_refuses_a_reused_id_with_other_text(curato
     assert len(ids) == len(added) == 4
     again, added_again = curator.import_queries("jsonl", QUERIES_JSONL.encode(), "queries.jsonl", REAL)
     assert again == ids and added_again == []
-    with pytest.raises(InvalidArgument, match=r"^more.jsonl line 1 field id: query thumbs-speed already exists with different text"):
-        curator.import_queries("jsonl", b'{"id": "thumbs-speed", "text": "Something else entirely"}\n', "more.jsonl", REAL)
+    with pytest.raises(
+        InvalidArgument, match=r"^more.jsonl line 1 field id: query thumbs-speed already exists with different text"
+    ):
+        curator.import_queries(
+            "jsonl", b'{"id": "thumbs-speed", "text": "Something else entirely"}\n', "more.jsonl", REAL
+        )
     # All or nothing: the failed import stored nothing.
     assert len(curator.pool.all_active()) == 4
 
 
 def test_the_same_text_with_other_files_is_another_query(curator):
     text = "Make the importer skip blank lines."
-    rows = [{"text": text}, {"text": text, "files": {"importer.py": "def load(lines): ...\n"}},
-            {"text": text, "files": {"importer.py": "def load(lines): ...\n"}}]
-    ids, added = curator.import_queries("jsonl", "\n".join(json.dumps(row) for row in rows).encode(), "queries.jsonl", REAL)
+    rows = [
+        {"text": text},
+        {"text": text, "files": {"importer.py": "def load(lines): ...\n"}},
+        {"text": text, "files": {"importer.py": "def load(lines): ...\n"}},
+    ]
+    ids, added = curator.import_queries(
+        "jsonl", "\n".join(json.dumps(row) for row in rows).encode(), "queries.jsonl", REAL
+    )
     assert len(added) == 2 and ids[1] == ids[2] != ids[0]
     assert [f.path for f in curator.pool.get(ids[1]).workspace_files] == ["importer.py"]
-    with pytest.raises(InvalidArgument, match=r"^more.jsonl line 1 field id: query .* already exists with different text or workspace files"):
+    with pytest.raises(
+        InvalidArgument,
+        match=r"^more.jsonl line 1 field id: query .* already exists with different text or workspace files",
+    ):
         curator.import_queries("jsonl", json.dumps({"id": ids[1], "text": text}).encode(), "more.jsonl", REAL)
 
 

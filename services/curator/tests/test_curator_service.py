@@ -19,16 +19,34 @@ from limi_core.events import EventPublisher, event_id
 from limi_core.health_check import wait_for_health
 from limi_testing.synthetic_prs import generate_pull_requests
 
-QUERIES = "\n".join(json.dumps(row) for row in [
-    {"text": "Implement a Java console task manager with priorities, due dates and persistence to a JSON file.", "category": "backend",
-     "repository": "acme/tasks"},
-    {"text": "Build a responsive React dashboard that charts CPU and memory of our build agents in real time.", "category": "frontend",
-     "repository": "acme/dash"},
-    {"text": "Find out why the nightly Spark job writes duplicate rows to the warehouse and fix it.", "category": "data_processing",
-     "repository": "acme/etl"},
-    {"text": "Containerise the Flask API with a multi-stage Dockerfile and a Helm chart with readiness probes.", "category": "deployment",
-     "repository": "acme/api"},
-]) + "\n"
+QUERIES = (
+    "\n".join(
+        json.dumps(row)
+        for row in [
+            {
+                "text": "Implement a Java console task manager with priorities, due dates and persistence to a JSON file.",
+                "category": "backend",
+                "repository": "acme/tasks",
+            },
+            {
+                "text": "Build a responsive React dashboard that charts CPU and memory of our build agents in real time.",
+                "category": "frontend",
+                "repository": "acme/dash",
+            },
+            {
+                "text": "Find out why the nightly Spark job writes duplicate rows to the warehouse and fix it.",
+                "category": "data_processing",
+                "repository": "acme/etl",
+            },
+            {
+                "text": "Containerise the Flask API with a multi-stage Dockerfile and a Helm chart with readiness probes.",
+                "category": "deployment",
+                "repository": "acme/api",
+            },
+        ]
+    )
+    + "\n"
+)
 
 
 @pytest.fixture
@@ -41,7 +59,11 @@ def curator_service(service_process):
 async def _stream_messages(js, subject: str) -> list:
     stream = bus.stream_for(subject).name
     info = await js.stream_info(stream)
-    return [await js.get_msg(stream, seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)] if info.state.messages else []
+    return (
+        [await js.get_msg(stream, seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+        if info.state.messages
+        else []
+    )
 
 
 def _metrics(service) -> str:
@@ -49,9 +71,15 @@ def _metrics(service) -> str:
 
 
 async def _import_and_publish(stub) -> tuple[list[str], query_pb2.QuerySet]:
-    imported = await stub.ImportQueries(curator_pb2.ImportQueriesRequest(format=curator_pb2.IMPORT_FORMAT_JSONL, content=QUERIES.encode(),
-                                                                         origin="real.jsonl"), timeout=30)
-    query_set = await stub.PublishQuerySet(curator_pb2.PublishQuerySetRequest(name="real-v1", query_ids=imported.query_ids), timeout=30)
+    imported = await stub.ImportQueries(
+        curator_pb2.ImportQueriesRequest(
+            format=curator_pb2.IMPORT_FORMAT_JSONL, content=QUERIES.encode(), origin="real.jsonl"
+        ),
+        timeout=30,
+    )
+    query_set = await stub.PublishQuerySet(
+        curator_pb2.PublishQuerySetRequest(name="real-v1", query_ids=imported.query_ids), timeout=30
+    )
     return list(imported.query_ids), query_set
 
 
@@ -60,10 +88,16 @@ async def test_queries_are_imported_listed_published_and_emitted_once(curator_se
         stub = curator_pb2_grpc.CuratorServiceStub(channel)
         ids, query_set = await _import_and_publish(stub)
         assert len(ids) == 4 and query_set.version == 1 and len(query_set.content_hash) == 64
-        listed = await stub.ListQueries(curator_pb2.ListQueriesRequest(category=query_pb2.QUERY_CATEGORY_FRONTEND), timeout=30)
+        listed = await stub.ListQueries(
+            curator_pb2.ListQueriesRequest(category=query_pb2.QUERY_CATEGORY_FRONTEND), timeout=30
+        )
         assert [q.text[:24] for q in listed.queries] == ["Build a responsive React"]
-        first = await stub.EmitQuerySet(curator_pb2.EmitQuerySetRequest(query_set_id=query_set.id, episodes_per_query=2), timeout=30)
-        second = await stub.EmitQuerySet(curator_pb2.EmitQuerySetRequest(query_set_id=query_set.id, episodes_per_query=2), timeout=30)
+        first = await stub.EmitQuerySet(
+            curator_pb2.EmitQuerySetRequest(query_set_id=query_set.id, episodes_per_query=2), timeout=30
+        )
+        second = await stub.EmitQuerySet(
+            curator_pb2.EmitQuerySetRequest(query_set_id=query_set.id, episodes_per_query=2), timeout=30
+        )
         assert (first.emitted, first.already_emitted, second.emitted, second.already_emitted) == (4, 0, 0, 4)
         messages = await _stream_messages(jetstream, bus.QUERY_TASKS)
         assert len(messages) == 4
@@ -80,13 +114,25 @@ async def test_queries_are_imported_listed_published_and_emitted_once(curator_se
 
 
 async def test_an_emitted_query_carries_its_workspace_files(curator_service, jetstream):
-    row = {"text": "Make the CSV importer skip blank lines and add a test for it.", "category": "data_processing",
-           "files": {"importer.py": "def load(lines):\n    return [l.split(',') for l in lines]\n", "data/in.csv": "a,b\n\n1,2\n"}}
+    row = {
+        "text": "Make the CSV importer skip blank lines and add a test for it.",
+        "category": "data_processing",
+        "files": {
+            "importer.py": "def load(lines):\n    return [l.split(',') for l in lines]\n",
+            "data/in.csv": "a,b\n\n1,2\n",
+        },
+    }
     async with grpc.aio.insecure_channel(curator_service.grpc_address) as channel:
         stub = curator_pb2_grpc.CuratorServiceStub(channel)
-        imported = await stub.ImportQueries(curator_pb2.ImportQueriesRequest(format=curator_pb2.IMPORT_FORMAT_JSONL, content=json.dumps(row).encode(),
-                                                                             origin="seeded.jsonl"), timeout=30)
-        query_set = await stub.PublishQuerySet(curator_pb2.PublishQuerySetRequest(name="seeded-v1", query_ids=imported.query_ids), timeout=30)
+        imported = await stub.ImportQueries(
+            curator_pb2.ImportQueriesRequest(
+                format=curator_pb2.IMPORT_FORMAT_JSONL, content=json.dumps(row).encode(), origin="seeded.jsonl"
+            ),
+            timeout=30,
+        )
+        query_set = await stub.PublishQuerySet(
+            curator_pb2.PublishQuerySetRequest(name="seeded-v1", query_ids=imported.query_ids), timeout=30
+        )
         await stub.EmitQuerySet(curator_pb2.EmitQuerySetRequest(query_set_id=query_set.id), timeout=30)
     (message,) = await _stream_messages(jetstream, bus.QUERY_TASKS)
     task = query_pb2.QueryTask()
@@ -95,7 +141,9 @@ async def test_an_emitted_query_carries_its_workspace_files(curator_service, jet
     assert {f.path: f.content.decode() for f in task.query.workspace_files} == row["files"]
 
 
-async def test_trajectories_from_the_bus_become_a_published_dataset(curator_service, nats_client, jetstream, trajectory_factory):
+async def test_trajectories_from_the_bus_become_a_published_dataset(
+    curator_service, nats_client, jetstream, trajectory_factory
+):
     publisher = EventPublisher.for_connection(nats_client, jetstream)
     async with grpc.aio.insecure_channel(curator_service.grpc_address) as channel:
         stub = curator_pb2_grpc.CuratorServiceStub(channel)
@@ -107,15 +155,21 @@ async def test_trajectories_from_the_bus_become_a_published_dataset(curator_serv
             trajectory.lineage.query_set_id = query_set.id
             for _ in range(2):  # a retried publish: the broker keeps one copy
                 await publisher.publish(bus.TRAJECTORIES_RECORDED, trajectory, event_id("trajectory", query_id, 1))
-        await jetstream.publish(bus.TRAJECTORIES_RECORDED, b"\xff\x00 not a trajectory", headers={"Nats-Msg-Id": "trajectory:garbage:1"})
+        await jetstream.publish(
+            bus.TRAJECTORIES_RECORDED, b"\xff\x00 not a trajectory", headers={"Nats-Msg-Id": "trajectory:garbage:1"}
+        )
         async with asyncio.timeout(30):
-            while "limi_curator_trajectories_consumed_total{outcome=\"OUTCOME_STATUS_COMPLETED\"} 4.0" not in _metrics(curator_service):
+            while 'limi_curator_trajectories_consumed_total{outcome="OUTCOME_STATUS_COMPLETED"} 4.0' not in _metrics(
+                curator_service
+            ):
                 await asyncio.sleep(0.1)
             while not await read_dead_letters(jetstream):
                 await asyncio.sleep(0.1)
         dead = await read_dead_letters(jetstream)
         assert dead[0].msg_id == "trajectory:garbage:1" and "poison" in dead[0].error
-        completed = await stub.ListQueries(curator_pb2.ListQueriesRequest(status=query_pb2.QUERY_STATUS_COMPLETED), timeout=30)
+        completed = await stub.ListQueries(
+            curator_pb2.ListQueriesRequest(status=query_pb2.QUERY_STATUS_COMPLETED), timeout=30
+        )
         assert sorted(q.id for q in completed.queries) == sorted(ids)
 
         request = curator_pb2.CurateDatasetRequest(name="agentic", size=3, query_set_ids=[query_set.id])
@@ -133,7 +187,12 @@ async def test_trajectories_from_the_bus_become_a_published_dataset(curator_serv
         report = await stub.GetDatasetReport(curator_pb2.GetDatasetRequest(id=dataset.id), timeout=60)
         assert report.histogram_png.startswith(b"\x89PNG") and "## Categories covered" in report.markdown
         assert report.filter_counts["selection.kept"] == 3
-        chunks = [chunk async for chunk in stub.ExportLimiDataset(curator_pb2.ExportLimiDatasetRequest(dataset_id=dataset.id, strict=True), timeout=60)]
+        chunks = [
+            chunk
+            async for chunk in stub.ExportLimiDataset(
+                curator_pb2.ExportLimiDatasetRequest(dataset_id=dataset.id, strict=True), timeout=60
+            )
+        ]
         samples = [json.loads(line) for line in b"".join(c.data for c in chunks).decode().splitlines()]
         assert len(samples) == 3 and all(set(s) == {"tools", "messages"} for s in samples)
     metrics = _metrics(curator_service)
@@ -143,22 +202,41 @@ async def test_trajectories_from_the_bus_become_a_published_dataset(curator_serv
 
 async def test_synthesis_through_the_service_is_incremental(curator_service, scripted_llm):
     content = ("\n".join(json.dumps(r) for r in generate_pull_requests(240)) + "\n").encode()
-    request = curator_pb2.SynthesizeQueriesRequest(pull_requests_jsonl=content, origin="prs.jsonl", endpoint=scripted_llm.url, model="scripted",
-                                                   select=18, add_to_pool=True)
-    async with grpc.aio.insecure_channel(curator_service.grpc_address, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+    request = curator_pb2.SynthesizeQueriesRequest(
+        pull_requests_jsonl=content,
+        origin="prs.jsonl",
+        endpoint=scripted_llm.url,
+        model="scripted",
+        select=18,
+        add_to_pool=True,
+    )
+    async with grpc.aio.insecure_channel(
+        curator_service.grpc_address, options=[("grpc.max_send_message_length", 64 << 20)]
+    ) as channel:
         stub = curator_pb2_grpc.CuratorServiceStub(channel)
         first = await stub.SynthesizeQueries(request, timeout=120)
         assert len(first.selected) == 18 and first.accepted >= 18 and first.cache_hits == 0
         assert first.filter_counts["input.kept"] == 240 and first.filter_counts["selection.kept"] == 18
-        assert [s.name for s in first.stages][:2] == ["input", "stars"] and sorted(first.added_query_ids) == sorted(q.id for q in first.selected)
-        assert {r.reason for r in first.rejections} >= {"below_min_stars", "markdown_only", "too_many_changed_files", "leaks_solution"}
+        assert [s.name for s in first.stages][:2] == ["input", "stars"] and sorted(first.added_query_ids) == sorted(
+            q.id for q in first.selected
+        )
+        assert {r.reason for r in first.rejections} >= {
+            "below_min_stars",
+            "markdown_only",
+            "too_many_changed_files",
+            "leaks_solution",
+        }
         assert "| stage | kept | dropped (reason: count) |" in first.report_markdown
         second = await stub.SynthesizeQueries(request, timeout=120)
         assert second.endpoint_calls == 0 and second.cache_hits == first.endpoint_calls and second.added_query_ids == []
-        pool = await stub.ListQueries(curator_pb2.ListQueriesRequest(source=query_pb2.QUERY_SOURCE_SYNTHETIC), timeout=30)
+        pool = await stub.ListQueries(
+            curator_pb2.ListQueriesRequest(source=query_pb2.QUERY_SOURCE_SYNTHETIC), timeout=30
+        )
         assert len(pool.queries) == 18
     metrics = _metrics(curator_service)
-    assert re.search(r'limi_curator_synthesis_filter_total\{result="dropped.leaks_solution",stage="alignment"\} [1-9]', metrics)
+    assert re.search(
+        r'limi_curator_synthesis_filter_total\{result="dropped.leaks_solution",stage="alignment"\} [1-9]', metrics
+    )
     assert f"limi_curator_synthesis_cache_hits_total {float(first.endpoint_calls)}" in metrics
 
 
@@ -171,41 +249,101 @@ async def test_limi_datasets_import_in_chunks_and_gemini_logs_convert(curator_se
         stub = curator_pb2_grpc.CuratorServiceStub(channel)
 
         async def chunks():
-            yield curator_pb2.ImportLimiDatasetChunk(origin="limi.json", publish_as="limi-seed", category="debugging", data=content[:100])
+            yield curator_pb2.ImportLimiDatasetChunk(
+                origin="limi.json", publish_as="limi-seed", category="debugging", data=content[:100]
+            )
             for start in range(100, len(content), 100):
-                yield curator_pb2.ImportLimiDatasetChunk(data=content[start:start + 100])
+                yield curator_pb2.ImportLimiDatasetChunk(data=content[start : start + 100])
 
         response = await stub.ImportLimiDataset(chunks(), timeout=60)
         assert response.imported == 3 and response.dataset.stats.categories == {"debugging": 3}
-        log = {"events": [{"type": "api_request_full", "data": {"full_request": {"messages": [
-            {"role": "user", "parts": [{"text": "hello"}]}, {"role": "model", "parts": [{"text": "hi"}]}]}}}]}
-        converted = await stub.ConvertGeminiLog(curator_pb2.ConvertGeminiLogRequest(log_json=json.dumps(log)), timeout=30)
-        assert json.loads(converted.sample_json) == {"tools": [], "messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]}
+        log = {
+            "events": [
+                {
+                    "type": "api_request_full",
+                    "data": {
+                        "full_request": {
+                            "messages": [
+                                {"role": "user", "parts": [{"text": "hello"}]},
+                                {"role": "model", "parts": [{"text": "hi"}]},
+                            ]
+                        }
+                    },
+                }
+            ]
+        }
+        converted = await stub.ConvertGeminiLog(
+            curator_pb2.ConvertGeminiLogRequest(log_json=json.dumps(log)), timeout=30
+        )
+        assert json.loads(converted.sample_json) == {
+            "tools": [],
+            "messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}],
+        }
 
 
 def _invalid_cases():
-    bad_sample = json.dumps([{"messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "y"}]}]).encode()
+    bad_sample = json.dumps(
+        [{"messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "y"}]}]
+    ).encode()
     return [
         ("ImportQueries", curator_pb2.ImportQueriesRequest(content=b'{"text": "x"}'), "format: "),
-        ("ImportQueries", curator_pb2.ImportQueriesRequest(format=curator_pb2.IMPORT_FORMAT_CSV, origin="queries.csv",
-                                                           content=b"text,category,author\n\"Speed up the importer\",optimization\n"),
-         "content: queries.csv line 2 field author: is missing"),
-        ("ImportQueries", curator_pb2.ImportQueriesRequest(format=curator_pb2.IMPORT_FORMAT_JSONL, origin="q.jsonl", content=b'{"text": "x"}\n{"text": '),
-         "content: q.jsonl line 2 field (line): is not valid JSON"),
-        ("ListQueries", curator_pb2.ListQueriesRequest(source=42), "source: must be one of QUERY_SOURCE_UNSPECIFIED, QUERY_SOURCE_REAL, QUERY_SOURCE_SYNTHETIC, got 42"),
+        (
+            "ImportQueries",
+            curator_pb2.ImportQueriesRequest(
+                format=curator_pb2.IMPORT_FORMAT_CSV,
+                origin="queries.csv",
+                content=b'text,category,author\n"Speed up the importer",optimization\n',
+            ),
+            "content: queries.csv line 2 field author: is missing",
+        ),
+        (
+            "ImportQueries",
+            curator_pb2.ImportQueriesRequest(
+                format=curator_pb2.IMPORT_FORMAT_JSONL, origin="q.jsonl", content=b'{"text": "x"}\n{"text": '
+            ),
+            "content: q.jsonl line 2 field (line): is not valid JSON",
+        ),
+        (
+            "ListQueries",
+            curator_pb2.ListQueriesRequest(source=42),
+            "source: must be one of QUERY_SOURCE_UNSPECIFIED, QUERY_SOURCE_REAL, QUERY_SOURCE_SYNTHETIC, got 42",
+        ),
         ("GetQuery", curator_pb2.GetQueryRequest(), "id: is required"),
-        ("PublishQuerySet", curator_pb2.PublishQuerySetRequest(name="s", query_ids=["ghost"]), "query_ids[0]: no query 'ghost'"),
+        (
+            "PublishQuerySet",
+            curator_pb2.PublishQuerySetRequest(name="s", query_ids=["ghost"]),
+            "query_ids[0]: no query 'ghost'",
+        ),
         ("EmitQuerySet", curator_pb2.EmitQuerySetRequest(), "query_set_id: is required"),
         ("SynthesizeQueries", curator_pb2.SynthesizeQueriesRequest(pull_requests_jsonl=b"{}", model="m"), "endpoint: "),
-        ("SynthesizeQueries", curator_pb2.SynthesizeQueriesRequest(pull_requests_jsonl=b'{"repository": "a/b"}\n', origin="prs.jsonl",
-                                                                   endpoint="http://127.0.0.1:9/v1", model="m"), "pull_requests_jsonl: prs.jsonl line 1 field stars: is missing"),
+        (
+            "SynthesizeQueries",
+            curator_pb2.SynthesizeQueriesRequest(
+                pull_requests_jsonl=b'{"repository": "a/b"}\n',
+                origin="prs.jsonl",
+                endpoint="http://127.0.0.1:9/v1",
+                model="m",
+            ),
+            "pull_requests_jsonl: prs.jsonl line 1 field stars: is missing",
+        ),
         ("DedupeQueries", curator_pb2.DedupeQueriesRequest(jaccard_threshold=2), "jaccard_threshold: "),
         ("CurateDataset", curator_pb2.CurateDatasetRequest(name="d", size=0), "size: "),
-        ("CurateDataset", curator_pb2.CurateDatasetRequest(name="d", size=3, tokenizer="nope.json"), "tokenizer: must be an absolute path"),
+        (
+            "CurateDataset",
+            curator_pb2.CurateDatasetRequest(name="d", size=3, tokenizer="nope.json"),
+            "tokenizer: must be an absolute path",
+        ),
         ("GetDatasetReport", curator_pb2.GetDatasetRequest(), "id: is required"),
-        ("ConvertGeminiLog", curator_pb2.ConvertGeminiLogRequest(log_json='{"events": 3}', origin="s.json"), "log_json: s.json field events: must be a list"),
-        ("ImportLimiDataset", [curator_pb2.ImportLimiDatasetChunk(origin="limi.json", data=bad_sample)],
-         "data: limi.json sample 1 field messages[1].tool_call_id: missing or not a string"),
+        (
+            "ConvertGeminiLog",
+            curator_pb2.ConvertGeminiLogRequest(log_json='{"events": 3}', origin="s.json"),
+            "log_json: s.json field events: must be a list",
+        ),
+        (
+            "ImportLimiDataset",
+            [curator_pb2.ImportLimiDatasetChunk(origin="limi.json", data=bad_sample)],
+            "data: limi.json sample 1 field messages[1].tool_call_id: missing or not a string",
+        ),
     ]
 
 
@@ -216,21 +354,29 @@ async def test_bad_requests_get_invalid_argument_naming_the_field(curator_servic
             call = getattr(stub, method)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 if isinstance(request, list):
+
                     async def chunks(items=request):
                         for item in items:
                             yield item
+
                     await call(chunks(), timeout=30)
                 else:
                     await call(request, timeout=30)
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, caught.value.details())
             assert caught.value.details().startswith(expected), (method, caught.value.details())
-        for method, request in [("GetDataset", curator_pb2.GetDatasetRequest(id="ghost")), ("EmitQuerySet", curator_pb2.EmitQuerySetRequest(query_set_id="ghost"))]:
+        for method, request in [
+            ("GetDataset", curator_pb2.GetDatasetRequest(id="ghost")),
+            ("EmitQuerySet", curator_pb2.EmitQuerySetRequest(query_set_id="ghost")),
+        ]:
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await getattr(stub, method)(request, timeout=30)
             assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.CurateDataset(curator_pb2.CurateDatasetRequest(name="d", size=3), timeout=30)
-        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "no trajectories are stored" in caught.value.details()
+        assert (
+            caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            and "no trajectories are stored" in caught.value.details()
+        )
     assert curator_service.process.poll() is None
 
 
@@ -246,7 +392,10 @@ async def test_an_import_over_the_size_limit_is_resource_exhausted_and_the_servi
 
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.ImportLimiDataset(chunks(), timeout=30)
-        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "LIMI_CURATOR_MAX_IMPORT_BYTES" in caught.value.details()
+        assert (
+            caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            and "LIMI_CURATOR_MAX_IMPORT_BYTES" in caught.value.details()
+        )
         listed = await stub.ListQueries(curator_pb2.ListQueriesRequest(), timeout=30)
         assert list(listed.queries) == []
 

@@ -19,8 +19,6 @@ from limi_evaluator.basics import ToolStep
 from limi_evaluator.sandbox_client import SandboxWorkspaces
 
 
-
-
 @dataclasses.dataclass
 class Stack:
     sandbox: object
@@ -46,11 +44,17 @@ def rollout_factory(service_process):
     """rollout_factory(sandbox_address) starts a rollout process against the test's NATS and that sandbox."""
 
     def start(sandbox_address: str):
-        rollout = service_process("rollout", env={
-            # Unused: the evaluator names the policy per episode.
-            "LIMI_ROLLOUT_POLICY_ENDPOINT": "http://127.0.0.1:9/v1", "LIMI_ROLLOUT_SANDBOX_ADDRESS": sandbox_address,
-            "LIMI_ROLLOUT_POLICY_ATTEMPTS": "2", "LIMI_ROLLOUT_POLICY_FIRST_BACKOFF_SECONDS": "0.05", "LIMI_ROLLOUT_CONSUME_QUERIES": "false",
-        })
+        rollout = service_process(
+            "rollout",
+            env={
+                # Unused: the evaluator names the policy per episode.
+                "LIMI_ROLLOUT_POLICY_ENDPOINT": "http://127.0.0.1:9/v1",
+                "LIMI_ROLLOUT_SANDBOX_ADDRESS": sandbox_address,
+                "LIMI_ROLLOUT_POLICY_ATTEMPTS": "2",
+                "LIMI_ROLLOUT_POLICY_FIRST_BACKOFF_SECONDS": "0.05",
+                "LIMI_ROLLOUT_CONSUME_QUERIES": "false",
+            },
+        )
         wait_for_health(rollout.grpc_address, timeout=60, process=rollout.process)
         return rollout
 
@@ -88,8 +92,10 @@ async def _apply_plan(workspace, plan: list[ToolStep]) -> None:
         if step.name == "write_file":
             await workspace.write_file(a["path"], a["content"].encode())
         elif step.name == "edit_file":
-            code = (f"import pathlib\np = pathlib.Path({a['path']!r})\ntext = p.read_text()\nassert text.count({a['old_text']!r}) == 1\n"
-                    f"p.write_text(text.replace({a['old_text']!r}, {a['new_text']!r}))\n")
+            code = (
+                f"import pathlib\np = pathlib.Path({a['path']!r})\ntext = p.read_text()\nassert text.count({a['old_text']!r}) == 1\n"
+                f"p.write_text(text.replace({a['old_text']!r}, {a['new_text']!r}))\n"
+            )
             outcome = await workspace.run_python(code, 30)
             assert outcome.exit_code == 0, outcome.stderr
         elif step.name == "shell":

@@ -29,20 +29,37 @@ def test_help_explains_every_flag():
         for flag in action.option_strings:
             assert flag in text
         assert action.help, f"{action.option_strings} has no help"
-    installed = subprocess.run([sys.executable, "-c", "from limi_evaluator.cli import main; raise SystemExit(main(['--help']))"],
-                               capture_output=True, text=True, timeout=60)
+    installed = subprocess.run(
+        [sys.executable, "-c", "from limi_evaluator.cli import main; raise SystemExit(main(['--help']))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert installed.returncode == 0 and "--checkpoint DIR" in installed.stdout and "--reference" in installed.stdout
 
 
 def test_list_benchmarks(tmp_path):
     code, out = run(["--list-benchmarks", "--data-dir", str(tmp_path)])
-    assert code == 0 and re.search(r"^limi-basics\s+suite\s+Workspace basics", out, re.M) and re.search(r"^humaneval\s+humaneval", out, re.M)
+    assert (
+        code == 0
+        and re.search(r"^limi-basics\s+suite\s+Workspace basics", out, re.M)
+        and re.search(r"^humaneval\s+humaneval", out, re.M)
+    )
 
 
 def test_an_endpoint_is_evaluated_and_reported(stack, tmp_path):
     suite = tmp_path / "cli-small.toml"
     suite.write_text(SUITE)
-    common = ["--sandbox", stack.sandbox_address, "--rollout", stack.rollout_address, "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "reports")]
+    common = [
+        "--sandbox",
+        stack.sandbox_address,
+        "--rollout",
+        stack.rollout_address,
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "reports"),
+    ]
     with ScriptedPolicyServer(expert_reply, model="expert") as policy:
         code, out = run(["--endpoint", policy.endpoint, "--benchmark", str(suite), "--dataset-size", "12", *common])
     assert code == 0, out
@@ -54,7 +71,14 @@ def test_an_endpoint_is_evaluated_and_reported(stack, tmp_path):
 
 
 def test_bad_input_exits_with_a_reason(tmp_path, capsys):
-    common = ["--data-dir", str(tmp_path), "--sandbox", f"127.0.0.1:{free_port()}", "--rollout", f"127.0.0.1:{free_port()}"]
+    common = [
+        "--data-dir",
+        str(tmp_path),
+        "--sandbox",
+        f"127.0.0.1:{free_port()}",
+        "--rollout",
+        f"127.0.0.1:{free_port()}",
+    ]
     assert run(["--endpoint", "http://127.0.0.1:1/v1", "--benchmark", "nope", *common])[0] == 2
     assert "benchmark: unknown benchmark 'nope'" in capsys.readouterr().err
     assert run(["--benchmark", "limi-basics", *common])[0] == 2

@@ -17,7 +17,6 @@ import pytest
 from limi.trajectory.v1 import trajectory_pb2 as tp
 from limi_evaluator.catalog import Catalog
 from limi_evaluator.evaluation import EvaluationSpec, Evaluator
-from limi_testing.expert import expert_reply
 from limi_evaluator.harness import Harness, PolicyUnreachable
 from limi_evaluator.policy import Policy
 from limi_evaluator.rollout_client import EpisodeSettings, RolloutDriver
@@ -25,11 +24,15 @@ from limi_evaluator.sandbox_client import SandboxWorkspaces
 from limi_evaluator.settings import DEFAULT_BENCHMARKS_DIR, EvaluatorSettings
 from limi_evaluator.store import EvaluationStore
 from limi_evaluator.suite import Check, Subtask, Suite, Task
+from limi_testing.expert import expert_reply
 from limi_testing.scripted_policy import Reply, ScriptedPolicyServer, Status
 
 
 def file_check(path: str, text: str) -> Check:
-    return Check(name=f"{path} holds {text}", python=f"import pathlib\nassert pathlib.Path({path!r}).read_text().strip() == {text!r}, 'wrong or missing'\n")
+    return Check(
+        name=f"{path} holds {text}",
+        python=f"import pathlib\nassert pathlib.Path({path!r}).read_text().strip() == {text!r}, 'wrong or missing'\n",
+    )
 
 
 def conversation(body: dict) -> str:
@@ -39,23 +42,37 @@ def conversation(body: dict) -> str:
 def tool_count_since_last_user(body: dict) -> int:
     messages = body["messages"]
     last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
-    return sum(1 for m in messages[last_user + 1:] if m["role"] == "tool")
+    return sum(1 for m in messages[last_user + 1 :] if m["role"] == "tool")
 
 
 def write(path: str, content: str) -> Reply:
     return Reply(tool_calls=(("write_file", json.dumps({"path": path, "content": content})),))
 
 
-PROGRESSIVE = Suite(name="progressive", max_rounds=3, pass_score=10.0, tasks=(
-    Task(id="chain", subtasks=(
-        # Round 1 writes only a.txt (grade 5); the feedback names b.txt; round 2 adds it (10).
-        Subtask("first", "FIRST: write a.txt and b.txt", checks=(file_check("a.txt", "one"), file_check("b.txt", "two"))),
-        # Round 1 keeps a.txt (5); rounds 2 and 3 break it (0): the next subtask starts from round 1's workspace.
-        Subtask("worse", "WORSE: write c.txt", checks=(file_check("a.txt", "one"), file_check("c.txt", "three"))),
-        # Needs a.txt as subtask 1 left it (restored), copies it.
-        Subtask("last", "LAST: copy a.txt to d.txt", checks=(file_check("d.txt", "one"),)),
-    )),
-))
+PROGRESSIVE = Suite(
+    name="progressive",
+    max_rounds=3,
+    pass_score=10.0,
+    tasks=(
+        Task(
+            id="chain",
+            subtasks=(
+                # Round 1 writes only a.txt (grade 5); the feedback names b.txt; round 2 adds it (10).
+                Subtask(
+                    "first",
+                    "FIRST: write a.txt and b.txt",
+                    checks=(file_check("a.txt", "one"), file_check("b.txt", "two")),
+                ),
+                # Round 1 keeps a.txt (5); rounds 2 and 3 break it (0): the next subtask starts from round 1's workspace.
+                Subtask(
+                    "worse", "WORSE: write c.txt", checks=(file_check("a.txt", "one"), file_check("c.txt", "three"))
+                ),
+                # Needs a.txt as subtask 1 left it (restored), copies it.
+                Subtask("last", "LAST: copy a.txt to d.txt", checks=(file_check("d.txt", "one"),)),
+            ),
+        ),
+    ),
+)
 
 
 def progressive_policy(body: dict) -> Reply:
@@ -75,15 +92,21 @@ def progressive_policy(body: dict) -> Reply:
 async def test_rounds_get_rubric_feedback_in_the_same_workspace_and_the_next_subtask_starts_from_the_best(stack):
     with ScriptedPolicyServer(progressive_policy) as policy:
         workspaces = SandboxWorkspaces(stack.sandbox_address)
-        driver = RolloutDriver(stack.rollout_address, EpisodeSettings(endpoint=policy.endpoint, model="scripted", max_turns=5))
+        driver = RolloutDriver(
+            stack.rollout_address, EpisodeSettings(endpoint=policy.endpoint, model="scripted", max_turns=5)
+        )
         try:
-            run = await Harness(driver, workspaces, evaluation_id="evaluation:test:progressive").run_task(PROGRESSIVE, PROGRESSIVE.tasks[0])
+            run = await Harness(driver, workspaces, evaluation_id="evaluation:test:progressive").run_task(
+                PROGRESSIVE, PROGRESSIVE.tasks[0]
+            )
         finally:
             await driver.close()
             await workspaces.close()
     first, worse, last = run.results
     assert [(r.round, r.score, r.passed) for r in first.rounds] == [(1, 5.0, False), (2, 10.0, True)]
-    assert first.rounds[0].failed_items == ["b.txt holds two: exit code 1, expected 0 (FileNotFoundError: [Errno 2] No such file or directory: 'b.txt')"]
+    assert first.rounds[0].failed_items == [
+        "b.txt holds two: exit code 1, expected 0 (FileNotFoundError: [Errno 2] No such file or directory: 'b.txt')"
+    ]
     assert (first.score, first.passed, first.attempts) == (10.0, True, 2)
     assert [r.score for r in worse.rounds] == [5.0, 0.0, 0.0] and not worse.passed and worse.metrics["best_round"] == 1
     assert [(r.score, r.passed) for r in last.rounds] == [(10.0, True)]  # a.txt was restored to round 1's "one"
@@ -92,10 +115,19 @@ async def test_rounds_get_rubric_feedback_in_the_same_workspace_and_the_next_sub
     round1, round2 = run.trajectories["chain__first__r1"], run.trajectories["chain__first__r2"]
     assert round2.steps[: len(round1.steps)] == round1.steps
     feedback = round2.steps[len(round1.steps)]
-    assert feedback.feedback.kind == tp.FEEDBACK_KIND_RUBRIC and feedback.content.startswith("Focus on fixing these rubric gaps:\n- b.txt holds two")
+    assert feedback.feedback.kind == tp.FEEDBACK_KIND_RUBRIC and feedback.content.startswith(
+        "Focus on fixing these rubric gaps:\n- b.txt holds two"
+    )
     assert round2.sandbox.session_id == round1.sandbox.session_id
     assert (round2.labels["limi.round"], round2.labels["limi.grade"], round2.outcome.score) == ("2", "10", 10.0)
-    assert sorted(run.trajectories) == ["chain__first__r1", "chain__first__r2", "chain__last__r1", "chain__worse__r1", "chain__worse__r2", "chain__worse__r3"]
+    assert sorted(run.trajectories) == [
+        "chain__first__r1",
+        "chain__first__r2",
+        "chain__last__r1",
+        "chain__worse__r1",
+        "chain__worse__r2",
+        "chain__worse__r3",
+    ]
 
 
 async def test_a_policy_that_stops_answering_fails_the_task_instead_of_scoring_zero(stack):
@@ -111,8 +143,15 @@ async def test_a_policy_that_stops_answering_fails_the_task_instead_of_scoring_z
 
 
 def make_evaluator(stack, tmp_path: pathlib.Path, **overrides) -> tuple[Evaluator, EvaluationStore, SandboxWorkspaces]:
-    settings = EvaluatorSettings(data_dir=tmp_path / "evaluator", sandbox_address=stack.sandbox_address, rollout_address=stack.rollout_address,
-                                 benchmarks_dir=DEFAULT_BENCHMARKS_DIR, task_concurrency=2, max_turns=6, **overrides)
+    settings = EvaluatorSettings(
+        data_dir=tmp_path / "evaluator",
+        sandbox_address=stack.sandbox_address,
+        rollout_address=stack.rollout_address,
+        benchmarks_dir=DEFAULT_BENCHMARKS_DIR,
+        task_concurrency=2,
+        max_turns=6,
+        **overrides,
+    )
     store = EvaluationStore(settings.data_dir / "evaluations.sqlite")
     workspaces = SandboxWorkspaces(settings.sandbox_address)
     return Evaluator(settings, store, Catalog(settings.benchmarks_dir), workspaces), store, workspaces
@@ -122,7 +161,9 @@ async def test_the_expert_passes_every_held_out_basics_task_in_the_first_round(s
     evaluator, store, workspaces = make_evaluator(stack, tmp_path)
     try:
         with ScriptedPolicyServer(expert_reply, model="expert") as server:
-            prepared = evaluator.prepare(EvaluationSpec(checkpoint_id="expert", benchmark="limi-basics", dataset_size=0))
+            prepared = evaluator.prepare(
+                EvaluationSpec(checkpoint_id="expert", benchmark="limi-basics", dataset_size=0)
+            )
             result = await evaluator.run(prepared, Policy(server.endpoint, "expert", "scripted expert"))
             requests = len(server.requests)
             again = await evaluator.run(prepared, Policy(server.endpoint, "expert", "scripted expert"))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
+from limi.checkpoint.v1 import checkpoint_pb2
 from limi_core.errors import InvalidArgument, Unavailable
 from limi_core.processes import free_port
 from limi_evaluator.checkpoints import dataset_size
 from limi_evaluator.kubernetes_policy import policy_manifests
 from limi_evaluator.policy import CheckpointUnusable, checkpoint_path, probe_endpoint
 from limi_evaluator.settings import EvaluatorSettings
-from limi.checkpoint.v1 import checkpoint_pb2
 from limi_testing.scripted_policy import Reply, ScriptedPolicyServer
 
 
@@ -20,7 +20,9 @@ def test_checkpoint_uris_must_name_a_local_model_directory(tmp_path):
     with pytest.raises(CheckpointUnusable, match="has no config.json"):
         checkpoint_path(str(tmp_path / "model"))
     (tmp_path / "model" / "config.json").write_text("{}")
-    assert checkpoint_path((tmp_path / "model").as_uri()) == tmp_path / "model" == checkpoint_path(str(tmp_path / "model"))
+    assert (
+        checkpoint_path((tmp_path / "model").as_uri()) == tmp_path / "model" == checkpoint_path(str(tmp_path / "model"))
+    )
     with pytest.raises(CheckpointUnusable, match="does not exist"):
         checkpoint_path(str(tmp_path / "missing"))
     with pytest.raises(CheckpointUnusable, match="s3://"):
@@ -52,7 +54,10 @@ def test_the_cluster_policy_job_and_service_are_valid_kubernetes_objects():
         kubernetes_validate.validate(manifest, desired_version=kubernetes_validate.latest_version(), strict=True)
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["args"][:2] == ["--model", "/checkpoints/run-1/step-9"] and "--enable-auto-tool-choice" in container["args"]
+    assert (
+        container["args"][:2] == ["--model", "/checkpoints/run-1/step-9"]
+        and "--enable-auto-tool-choice" in container["args"]
+    )
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2" and pod["automountServiceAccountToken"] is False
     assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "limi-checkpoints", "readOnly": True}
     assert service["spec"]["selector"] == {"limi/policy": job["metadata"]["name"]}
@@ -74,21 +79,30 @@ def test_vllm_processes_left_by_a_killed_evaluator_are_reaped(tmp_path):
     groups = tmp_path / "vllm-groups"
     groups.mkdir()
     # A stand-in "vllm" server (its command line says vllm) that forks an engine into its own group, then dies.
-    script = ("import os, sys, time\n"
-              "if os.fork() == 0:\n    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(120)', 'vllm-engine'])\n"
-              "time.sleep(120)\n")
-    server = subprocess.Popen([sys.executable, "-c", script, "vllm.entrypoints.openai.api_server"], start_new_session=True)
+    script = (
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(120)', 'vllm-engine'])\n"
+        "time.sleep(120)\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", script, "vllm.entrypoints.openai.api_server"], start_new_session=True
+    )
     (groups / str(server.pid)).write_text("model")
     time.sleep(1.0)
-    engine = [int(p.parent.name) for p in __import__("pathlib").Path("/proc").glob("[0-9]*/cmdline")
-              if b"vllm-engine" in p.read_bytes() and int(p.parent.name) != server.pid]
+    engine = [
+        int(p.parent.name)
+        for p in __import__("pathlib").Path("/proc").glob("[0-9]*/cmdline")
+        if b"vllm-engine" in p.read_bytes() and int(p.parent.name) != server.pid
+    ]
     assert len(engine) == 1
     os.kill(server.pid, signal.SIGKILL)
     server.wait()
     assert os.path.exists(f"/proc/{engine[0]}")  # orphaned, still alive
     assert reap_orphaned_groups(groups) == engine
     deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{engine[0]}") and open(f"/proc/{engine[0]}/stat").read().split(")")[1].split()[0] != "Z":
+    while (
+        os.path.exists(f"/proc/{engine[0]}") and open(f"/proc/{engine[0]}/stat").read().split(")")[1].split()[0] != "Z"
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert not list(groups.iterdir())

@@ -55,7 +55,9 @@ async def test_wrong_function_values_are_named_in_the_feedback(workspaces):
     step = basics.plan_for(subtask.query)[0]
     workspace = await workspaces.create()
     try:
-        await workspace.write_file(step.arguments["path"], step.arguments["content"].replace("return x", "return 1 + x").encode())
+        await workspace.write_file(
+            step.arguments["path"], step.arguments["content"].replace("return x", "return 1 + x").encode()
+        )
         result = await grade_subtask(workspace, subtask)
     finally:
         await workspace.close()
@@ -64,7 +66,7 @@ async def test_wrong_function_values_are_named_in_the_feedback(workspaces):
     assert text.startswith(FEEDBACK_HEAD) and "returns the right values" in text and "expected" in text
 
 
-GENERATOR = '''
+GENERATOR = """
 import argparse, datetime, json, pathlib, random
 parser = argparse.ArgumentParser()
 parser.add_argument("--seed", type=int, required=True)
@@ -86,7 +88,7 @@ with open(out, "a" if args.mode == "append" else "w") as handle:
 pathlib.Path("logs").mkdir(exist_ok=True)
 with open("logs/gen.log", "a") as log:
     log.write(f"{datetime.datetime.now().isoformat()} seed={args.seed} count={args.count} schema={args.schema} mode={args.mode} out={args.out}\\n")
-'''
+"""
 SCHEMA = '{"type": "object", "required": ["id", "timestamp", "kind", "payload"], "properties": {"kind": {"enum": ["create", "update", "delete"]}}}'
 RUNS = """
 python3 subtask1_generator.py --seed 1 --count 10 --schema domain/events.schema.json --mode overwrite --out data/events.jsonl
@@ -97,20 +99,33 @@ python3 subtask1_generator.py --seed 202 --count 5 --schema domain/events.schema
 
 
 async def test_v2_generator_rubric_gives_the_formula_grade(workspaces):
-    good = await grade_with_files(workspaces, "backend-scenario3", "subtask1", {"subtask1_generator.py": GENERATOR, "domain/events.schema.json": SCHEMA}, RUNS)
+    good = await grade_with_files(
+        workspaces,
+        "backend-scenario3",
+        "subtask1",
+        {"subtask1_generator.py": GENERATOR, "domain/events.schema.json": SCHEMA},
+        RUNS,
+    )
     assert good.grade == 10.0, good.failed_items
     # Non-deterministic ids, only overwrite runs, one seed file, one invalid record: d=0, m=0.5, g=0.5, v=5/6.
-    flawed = GENERATOR.replace("random.Random(args.seed)", "random.Random()").replace('choice(["create", "update", "delete"])', 'choice(["create"])')
+    flawed = GENERATOR.replace("random.Random(args.seed)", "random.Random()").replace(
+        'choice(["create", "update", "delete"])', 'choice(["create"])'
+    )
     runs = RUNS.replace("--mode append", "--mode overwrite").splitlines()[:4]
-    result = await grade_with_files(workspaces, "backend-scenario3", "subtask1", {"subtask1_generator.py": flawed, "domain/events.schema.json": SCHEMA},
-                                    "\n".join(runs) + "\necho '{\"id\": \"x\"}' >> data/events.jsonl")
+    result = await grade_with_files(
+        workspaces,
+        "backend-scenario3",
+        "subtask1",
+        {"subtask1_generator.py": flawed, "domain/events.schema.json": SCHEMA},
+        "\n".join(runs) + '\necho \'{"id": "x"}\' >> data/events.jsonl',
+    )
     assert result.grade == round(10 * (0.35 * 0 + 0.25 * 5 / 6 + 0.20 * 0.5 + 0.20 * 0.5), 2)
     assert any("Determinism" in item and "different bytes" in item for item in result.failed_items)
     empty = await grade_with_files(workspaces, "backend-scenario3", "subtask1", {})
     assert empty.grade == 0.0 and len(empty.failed_items) == 4
 
 
-KVSTORE = '''
+KVSTORE = """
 import json, sys
 flag = sys.argv[1]
 if flag == "--test-recovery":
@@ -121,8 +136,8 @@ elif flag == "--run-concurrency-sim":
     print("trials_without_conflict=4 total_trials=5")
 elif flag == "--bench-latency":
     print("commit_latency_ms: 10")
-'''
-INTEGRATION = '''
+"""
+INTEGRATION = """
 import argparse, json
 p = argparse.ArgumentParser()
 for flag in ("--workers", "--tasks", "--force-crash"):
@@ -131,8 +146,8 @@ p.add_argument("--report")
 a = p.parse_args()
 json.dump({"total_tasks": a.tasks, "tasks_done": a.tasks, "forced_failures": a.force_crash, "successful_retries": a.force_crash,
            "task_distribution_stddev": 0.75, "persistence_ok": True}, open(a.report, "w"))
-'''
-PLANNER = '''
+"""
+PLANNER = """
 import argparse, json
 p = argparse.ArgumentParser()
 for flag in ("--domain", "--goal", "--report", "--plan-export"):
@@ -141,8 +156,8 @@ a = p.parse_args()
 json.load(open(a.domain)); json.load(open(a.goal))
 json.dump({"success_rate": 1.0, "plan_length": 3, "nodes_expanded": 1000, "heuristic_cost": 2.5, "schedule_latency": 0.1}, open(a.report, "w"))
 json.dump({"nodes": [{"id": "a"}, {"id": "b"}, {"id": "c"}], "edges": [["a", "b"], {"from": "b", "to": "c"}, ["a", "ghost"]]}, open(a.plan_export, "w"))
-'''
-REPAIR = '''
+"""
+REPAIR = """
 import argparse, json
 p = argparse.ArgumentParser()
 p.add_argument("--simulate-failure", action="store_true")
@@ -151,16 +166,22 @@ a = p.parse_args()
 json.dump({"trigger": "healthcheck", "snapshot_source": "snap-1", "patch_id": "p-7", "retry_attempts": 2, "final_status": "healthy",
            "detected_failures": 2, "injected_failures": 2, "rollback_status": "OK", "successful_retries": 2, "total_retries": 2,
            "post_repair_checks_passed": 4, "total_checks": 4}, open(a.report, "w"))
-'''
+"""
 
 
 async def test_v2_backend_scenario3_rubrics_read_the_reported_metrics(workspaces):
     kv = await grade_with_files(workspaces, "backend-scenario3", "subtask2", {"subtask2_kvstore.py": KVSTORE})
     assert kv.grade == round(10 * (0.40 * 1 + 0.30 * 0.9 + 0.20 * 0.8 + 0.10 * 0.8), 2)
-    orchestrator = await grade_with_files(workspaces, "backend-scenario3", "subtask3", {"subtask3_integration_test.py": INTEGRATION})
+    orchestrator = await grade_with_files(
+        workspaces, "backend-scenario3", "subtask3", {"subtask3_integration_test.py": INTEGRATION}
+    )
     assert orchestrator.grade == round(10 * (0.4 * 1 + 0.25 * 1 + 0.2 * 0.5 + 0.15 * 1), 2)
-    planner = await grade_with_files(workspaces, "backend-scenario3", "subtask4", {
-        "subtask4_planner.py": PLANNER, "fixtures/sample_domain.json": "{}", "fixtures/sample_goal.json": "{}"})
+    planner = await grade_with_files(
+        workspaces,
+        "backend-scenario3",
+        "subtask4",
+        {"subtask4_planner.py": PLANNER, "fixtures/sample_domain.json": "{}", "fixtures/sample_goal.json": "{}"},
+    )
     assert planner.grade == round(10 * (0.30 * 1 + 0.25 * 2 / 3 + 0.20 * 1 + 0.15 * 0.8 + 0.10 * 0.5), 2)
     assert any("DAG validity" in item and "2 of 3" in item for item in planner.failed_items)
     repair = await grade_with_files(workspaces, "backend-scenario3", "subtask5", {"subtask5_autorepair.py": REPAIR})
@@ -169,7 +190,7 @@ async def test_v2_backend_scenario3_rubrics_read_the_reported_metrics(workspaces
     assert missing.grade == 0.0 and len(missing.failed_items) == 5 and "no JSON report" in missing.failed_items[0]
 
 
-CHAT_APP = r'''
+CHAT_APP = r"""
 #include <fstream>
 #include <functional>
 #include <iomanip>
@@ -219,22 +240,30 @@ int main(int argc, char** argv) {
         }
     }
 }
-'''
+"""
 MAKEFILE = "task1:\n\tmkdir -p bin\n\tg++ -std=c++17 -O0 -o bin/chat_app src/main.cpp\n\nclean:\n\trm -rf bin\n"
 
 
 async def test_v2_cpp_chat_app_rubric_builds_and_drives_the_program(workspaces):
-    good = await grade_with_files(workspaces, "backend-scenario1", "subtask1", {"src/main.cpp": CHAT_APP, "Makefile": MAKEFILE})
+    good = await grade_with_files(
+        workspaces, "backend-scenario1", "subtask1", {"src/main.cpp": CHAT_APP, "Makefile": MAKEFILE}
+    )
     assert good.grade == 10.0, good.failed_items
     # Another prompt than the strict 'Action: ': the menu check waits in vain (Score_M = 0) -> round(10 * (0.3 + 0.5)) = 8.
     renamed = CHAT_APP.replace('ask("Action: "', 'ask("Choice: "')
-    result = await grade_with_files(workspaces, "backend-scenario1", "subtask1", {"src/main.cpp": renamed, "Makefile": MAKEFILE})
-    assert result.grade == 8.0 and any("Menu semantics" in item and "no 'Action: ' prompt" in item for item in result.failed_items)
+    result = await grade_with_files(
+        workspaces, "backend-scenario1", "subtask1", {"src/main.cpp": renamed, "Makefile": MAKEFILE}
+    )
+    assert result.grade == 8.0 and any(
+        "Menu semantics" in item and "no 'Action: ' prompt" in item for item in result.failed_items
+    )
     broken = await grade_with_files(workspaces, "backend-scenario1", "subtask1", {})
-    assert broken.grade == 0.0 and any("Build success" in item and "exit code 2" in item for item in broken.failed_items)
+    assert broken.grade == 0.0 and any(
+        "Build success" in item and "exit code 2" in item for item in broken.failed_items
+    )
 
 
-RESEARCH_AGENT = '''
+RESEARCH_AGENT = """
 import re
 from agents.research_agent_prompts import SYSTEM_PROMPT_BROWSING_DELEGATE, SYSTEM_PROMPT_RESEARCH_CORE
 
@@ -252,21 +281,33 @@ class ResearchAgent:
                  "tools": {"search": self.search_tool is not None, "browsing": self.browsing_agent is not None},
                  "max_research_time_s": self.max_research_time_s}
         return {"answer": "placeholder answer", "trace": trace, "language": "zh" if CJK.search(question) else "en"}
-'''
-PROMPTS = '''
+"""
+PROMPTS = """
 SYSTEM_PROMPT_RESEARCH_CORE = "GPT-4.1 is the only allowed backbone for deep research and synthesis. Never answer fact-seeking questions without the search tool."
 SYSTEM_PROMPT_BROWSING_DELEGATE = "GPT-4.1-mini is the only allowed backbone for browsing-related reasoning."
-'''
+"""
 
 
 async def test_v2_research_agent_rubric_imports_and_probes_the_class(workspaces):
     repo = "repositories/deep_research_agent/agents/"
-    good = await grade_with_files(workspaces, "code-scenario5", "subtask1", {repo + "research_agent.py": RESEARCH_AGENT, repo + "research_agent_prompts.py": PROMPTS})
+    good = await grade_with_files(
+        workspaces,
+        "code-scenario5",
+        "subtask1",
+        {repo + "research_agent.py": RESEARCH_AGENT, repo + "research_agent_prompts.py": PROMPTS},
+    )
     assert good.grade == 10.0, good.failed_items
     # Reading a file in __init__ and naming another model: two of five items fail.
-    impure = RESEARCH_AGENT.replace("self.max_research_time_s, self.must_use_search = ", "open('config.json', 'a').close()\n        self.max_research_time_s, self.must_use_search = ")
-    result = await grade_with_files(workspaces, "code-scenario5", "subtask1", {repo + "research_agent.py": impure,
-                                                                             repo + "research_agent_prompts.py": PROMPTS + "FALLBACK = 'gpt-4o'\n"})
+    impure = RESEARCH_AGENT.replace(
+        "self.max_research_time_s, self.must_use_search = ",
+        "open('config.json', 'a').close()\n        self.max_research_time_s, self.must_use_search = ",
+    )
+    result = await grade_with_files(
+        workspaces,
+        "code-scenario5",
+        "subtask1",
+        {repo + "research_agent.py": impure, repo + "research_agent_prompts.py": PROMPTS + "FALLBACK = 'gpt-4o'\n"},
+    )
     assert result.grade == 6.0
     failed = " ".join(result.failed_items)
     assert "Dependency purity" in failed and "open()" in failed and "Model restriction" in failed and "gpt-4o" in failed

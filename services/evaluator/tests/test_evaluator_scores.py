@@ -25,17 +25,17 @@ def subtask(task: str, grades: list[float], pass_score: float = 6.0, tokens: flo
 
 def test_agencybench_v1_and_v2_metrics_on_a_worked_example():
     results = [
-        subtask("a", [10.0], tokens=1000),          # passed in round 1
-        subtask("a", [3.0, 7.0], tokens=2000),      # passed in round 2
+        subtask("a", [10.0], tokens=1000),  # passed in round 1
+        subtask("a", [3.0, 7.0], tokens=2000),  # passed in round 2
         subtask("b", [2.0, 4.0, 5.0], tokens=3000),  # never passed
         subtask("b", [0.0, 0.0, 8.0], tokens=4000),  # passed in round 3
     ]
     m = scores.agentic_metrics(results, max_rounds=3)
-    assert m["FTFC"] == pytest.approx(100 * (1.0 + 0.3 + 0.2 + 0.0) / 4)       # 37.5
+    assert m["FTFC"] == pytest.approx(100 * (1.0 + 0.3 + 0.2 + 0.0) / 4)  # 37.5
     assert m["SR@3"] == pytest.approx(75.0)
     assert m["RC@3"] == pytest.approx(100 * ((3 - 1) / 2 + (3 - 2) / 2 + (3 - 3) / 2) / 3)  # 50.0
     assert m["Avg"] == pytest.approx((37.5 + 75.0 + 50.0) / 3)
-    assert m["S_avg"] == pytest.approx(100 * (10 + 7 + 5 + 8) / 40)          # 75.0
+    assert m["S_avg"] == pytest.approx(100 * (10 + 7 + 5 + 8) / 40)  # 75.0
     assert m["Att"] == pytest.approx((1 + 2 + 3 + 3) / 4)
     assert (m["Pass@1"], m["Pass@2"], m["Pass@3"]) == pytest.approx((25.0, 50.0, 75.0))
     assert m["Pass@3"] == m["SR@3"]
@@ -61,7 +61,9 @@ def brute_force_pass_at_k(n: int, c: int, k: int) -> float:
     return sum(any(outcomes[i] for i in draw) for draw in draws) / len(draws)
 
 
-@pytest.mark.parametrize("n,c,k", [(1, 0, 1), (1, 1, 1), (5, 2, 1), (5, 2, 3), (6, 1, 5), (7, 3, 7), (10, 4, 2), (10, 0, 4)])
+@pytest.mark.parametrize(
+    "n,c,k", [(1, 0, 1), (1, 1, 1), (5, 2, 1), (5, 2, 3), (6, 1, 5), (7, 3, 7), (10, 4, 2), (10, 0, 4)]
+)
 def test_pass_at_k_is_the_unbiased_estimator(n, c, k):
     assert scores.pass_at_k(n, c, k) == pytest.approx(brute_force_pass_at_k(n, c, k))
     assert scores.pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k))

@@ -43,10 +43,19 @@ count = {count}
 
 
 def start_evaluator(service_process, stack, suites: pathlib.Path, **env):
-    evaluator = service_process("evaluator", env={
-        "LIMI_EVALUATOR_SANDBOX_ADDRESS": stack.sandbox_address, "LIMI_EVALUATOR_ROLLOUT_ADDRESS": stack.rollout_address,
-        "LIMI_EVALUATOR_SUITES_DIR": str(suites), "LIMI_EVALUATOR_BENCHMARKS": "small", "LIMI_EVALUATOR_ACK_WAIT_SECONDS": "3",
-        "LIMI_EVALUATOR_REDELIVERY_BACKOFF_SECONDS": "0.5", "LIMI_EVALUATOR_TASK_CONCURRENCY": "1", **env})
+    evaluator = service_process(
+        "evaluator",
+        env={
+            "LIMI_EVALUATOR_SANDBOX_ADDRESS": stack.sandbox_address,
+            "LIMI_EVALUATOR_ROLLOUT_ADDRESS": stack.rollout_address,
+            "LIMI_EVALUATOR_SUITES_DIR": str(suites),
+            "LIMI_EVALUATOR_BENCHMARKS": "small",
+            "LIMI_EVALUATOR_ACK_WAIT_SECONDS": "3",
+            "LIMI_EVALUATOR_REDELIVERY_BACKOFF_SECONDS": "0.5",
+            "LIMI_EVALUATOR_TASK_CONCURRENCY": "1",
+            **env,
+        },
+    )
     wait_for_health(evaluator.grpc_address, timeout=60, process=evaluator.process)
     return evaluator
 
@@ -60,7 +69,10 @@ async def evaluations(js) -> list[ev.EvalResult]:
     info = await js.stream_info("LIMI_EVALUATIONS")
     if info.state.messages == 0:
         return []
-    return [ev.EvalResult.FromString((await js.get_msg("LIMI_EVALUATIONS", seq)).data) for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+    return [
+        ev.EvalResult.FromString((await js.get_msg("LIMI_EVALUATIONS", seq)).data)
+        for seq in range(info.state.first_seq, info.state.last_seq + 1)
+    ]
 
 
 async def wait_for_evaluations(js, count: int, timeout: float = 90) -> list[ev.EvalResult]:
@@ -78,19 +90,38 @@ def metrics_text(service) -> str:
         return response.read().decode()
 
 
-async def test_checkpoint_events_are_evaluated_published_once_and_ranked(service_process, stack, nats_client, jetstream, tmp_path):
+async def test_checkpoint_events_are_evaluated_published_once_and_ranked(
+    service_process, stack, nats_client, jetstream, tmp_path
+):
     suites = tmp_path / "suites"
     suites.mkdir()
     (suites / "small.toml").write_text(SMALL_SUITE.format(count=3))
     with ScriptedPolicyServer(expert_reply, model="expert") as policy:
-        evaluator = start_evaluator(service_process, stack, suites, LIMI_EVALUATOR_POLICY_MODE="endpoint", LIMI_EVALUATOR_POLICY_ENDPOINT=policy.endpoint)
-        await publish_checkpoint(nats_client, jetstream, checkpoint_pb2.Checkpoint(id="ck-a", storage_uri="file:///unused", step=10,
-                                                                                   trajectory_ids=[f"t{i}" for i in range(10)]))
-        await publish_checkpoint(nats_client, jetstream, checkpoint_pb2.Checkpoint(id="ck-b", step=20, hyperparameters={"dataset_size": "30"}))
+        evaluator = start_evaluator(
+            service_process,
+            stack,
+            suites,
+            LIMI_EVALUATOR_POLICY_MODE="endpoint",
+            LIMI_EVALUATOR_POLICY_ENDPOINT=policy.endpoint,
+        )
+        await publish_checkpoint(
+            nats_client,
+            jetstream,
+            checkpoint_pb2.Checkpoint(
+                id="ck-a", storage_uri="file:///unused", step=10, trajectory_ids=[f"t{i}" for i in range(10)]
+            ),
+        )
+        await publish_checkpoint(
+            nats_client,
+            jetstream,
+            checkpoint_pb2.Checkpoint(id="ck-b", step=20, hyperparameters={"dataset_size": "30"}),
+        )
         first, second = await wait_for_evaluations(jetstream, 2)
         requests = len(policy.requests)
         # The same checkpoint announced again (another message id): the stored result is republished, nothing runs.
-        await publish_checkpoint(nats_client, jetstream, checkpoint_pb2.Checkpoint(id="ck-a"), msg_id="checkpoint:ck-a:again")
+        await publish_checkpoint(
+            nats_client, jetstream, checkpoint_pb2.Checkpoint(id="ck-a"), msg_id="checkpoint:ck-a:again"
+        )
         await asyncio.sleep(2.0)
         assert len(await evaluations(jetstream)) == 2 and len(policy.requests) == requests
     assert (first.id, second.id) == ("evaluation:ck-a:small", "evaluation:ck-b:small")
@@ -107,7 +138,9 @@ async def test_checkpoint_events_are_evaluated_published_once_and_ranked(service
     assert 'limi_evaluator_evaluations_total{benchmark="small",outcome="finished"} 2.0' in text
 
 
-async def test_a_killed_evaluation_resumes_without_rerunning_finished_tasks(service_process, stack, nats_client, jetstream, tmp_path):
+async def test_a_killed_evaluation_resumes_without_rerunning_finished_tasks(
+    service_process, stack, nats_client, jetstream, tmp_path
+):
     suites = tmp_path / "suites"
     suites.mkdir()
     (suites / "small.toml").write_text(SMALL_SUITE.format(count=4))
@@ -128,7 +161,10 @@ async def test_a_killed_evaluation_resumes_without_rerunning_finished_tasks(serv
         await publish_checkpoint(nats_client, jetstream, checkpoint_pb2.Checkpoint(id="ck-crash"))
         database = tmp_path / "evaluator" / "evaluations.sqlite"
         deadline = time.monotonic() + 60
-        while not (database.exists() and sqlite3.connect(database).execute("SELECT count(*) FROM task_results").fetchone()[0] >= 2):
+        while not (
+            database.exists()
+            and sqlite3.connect(database).execute("SELECT count(*) FROM task_results").fetchone()[0] >= 2
+        ):
             assert time.monotonic() < deadline, "two tasks did not finish"
             await asyncio.sleep(0.1)
         first.process.kill()
@@ -137,7 +173,7 @@ async def test_a_killed_evaluation_resumes_without_rerunning_finished_tasks(serv
         release.set()
         second = start_evaluator(service_process, stack, suites, **env)
         (result,) = await wait_for_evaluations(jetstream, 1)
-    after = queries[len(before):]
+    after = queries[len(before) :]
     assert len(result.tasks) == 4 and result.aggregate["SR@2"] == 100.0
     finished_first = before[:2]
     assert not set(finished_first) & set(after), "a task finished before the crash ran again"
@@ -149,9 +185,13 @@ async def test_bad_input_gets_clear_errors(service_process, stack, nats_client, 
     suites.mkdir()
     (suites / "small.toml").write_text(SMALL_SUITE.format(count=1))
     broken = suites / "broken.toml"
-    broken.write_text('name = "broken"\n[[tasks]]\nid = "t"\n[[tasks.subtasks]]\nid = "1"\nquery = "q"\n[[tasks.subtasks.checks]]\nname = "c"\n')
+    broken.write_text(
+        'name = "broken"\n[[tasks]]\nid = "t"\n[[tasks.subtasks]]\nid = "1"\nquery = "q"\n[[tasks.subtasks.checks]]\nname = "c"\n'
+    )
     (suites / "syntax.toml").write_text('name = "syntax"\n[[tasks]\n')
-    evaluator = start_evaluator(service_process, stack, suites)  # vllm mode: checkpoints are served from their directory
+    evaluator = start_evaluator(
+        service_process, stack, suites
+    )  # vllm mode: checkpoints are served from their directory
     stub = evaluator_pb2_grpc.EvaluatorServiceStub(grpc.insecure_channel(evaluator.grpc_address))
 
     def error_of(**fields) -> tuple[grpc.StatusCode, str]:
@@ -160,16 +200,31 @@ async def test_bad_input_gets_clear_errors(service_process, stack, nats_client, 
         return caught.value.code(), caught.value.details()
 
     code, details = error_of(benchmark="agencybench-v9", endpoint="http://127.0.0.1:1/v1")
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("benchmark: unknown benchmark 'agencybench-v9'; known:") and "limi-basics" in details
+    assert (
+        code == grpc.StatusCode.INVALID_ARGUMENT
+        and details.startswith("benchmark: unknown benchmark 'agencybench-v9'; known:")
+        and "limi-basics" in details
+    )
     code, details = error_of(benchmark="broken")
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and details == f"{broken}: tasks[0].subtasks[0].checks[0]: needs exactly one of command or python"
+    assert (
+        code == grpc.StatusCode.INVALID_ARGUMENT
+        and details == f"{broken}: tasks[0].subtasks[0].checks[0]: needs exactly one of command or python"
+    )
     code, details = error_of(benchmark="syntax")
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith(f"{suites / 'syntax.toml'}: is not valid TOML") and "line 2" in details
+    assert (
+        code == grpc.StatusCode.INVALID_ARGUMENT
+        and details.startswith(f"{suites / 'syntax.toml'}: is not valid TOML")
+        and "line 2" in details
+    )
     missing = tmp_path / "trainer" / "runs" / "no-such-checkpoint"  # under the trainer's folder: the checkpoint roots
     code, details = error_of(benchmark="small", checkpoint_uri=str(missing))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and details == f"checkpoint path {missing} does not exist"
     code, details = error_of(benchmark="small", checkpoint_uri=str(tmp_path / "elsewhere"))
-    assert code == grpc.StatusCode.PERMISSION_DENIED and details.startswith("checkpoint_uri: ") and "LIMI_EVALUATOR_CHECKPOINT_ROOTS" in details
+    assert (
+        code == grpc.StatusCode.PERMISSION_DENIED
+        and details.startswith("checkpoint_uri: ")
+        and "LIMI_EVALUATOR_CHECKPOINT_ROOTS" in details
+    )
     code, details = error_of(benchmark="small", endpoint=f"http://127.0.0.1:{free_port()}/v1")
     assert code == grpc.StatusCode.UNAVAILABLE and "is unreachable: GET /models failed" in details
     code, details = error_of(benchmark="small", checkpoint_id="")
@@ -181,7 +236,10 @@ async def test_bad_input_gets_clear_errors(service_process, stack, nats_client, 
     assert code == grpc.StatusCode.UNAVAILABLE and "the policy failed during the episode" in details
     with pytest.raises(grpc.RpcError) as caught:
         stub.GetEvaluation(evaluator_pb2.GetEvaluationRequest(id="evaluation:ck-503:small"), timeout=10)
-    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "failed: PolicyUnreachable" in caught.value.details()
+    assert (
+        caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        and "failed: PolicyUnreachable" in caught.value.details()
+    )
     with pytest.raises(grpc.RpcError) as caught:
         stub.GetEvaluation(evaluator_pb2.GetEvaluationRequest(id="evaluation:nope:small"), timeout=10)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
@@ -191,9 +249,13 @@ async def test_bad_input_gets_clear_errors(service_process, stack, nats_client, 
     assert any(i.name == "syntax" and i.description.startswith("(broken:") for i in listed.infos)
 
     # A checkpoint event whose directory is missing is dead-lettered at once, with the reason.
-    await publish_checkpoint(nats_client, jetstream, checkpoint_pb2.Checkpoint(id="ck-missing", storage_uri="file:///nonexistent/step-1"))
+    await publish_checkpoint(
+        nats_client, jetstream, checkpoint_pb2.Checkpoint(id="ck-missing", storage_uri="file:///nonexistent/step-1")
+    )
     deadline = time.monotonic() + 30
-    while (await jetstream.stream_info("LIMI_DEADLETTERS")).state.messages == 0:  # read_dead_letters fails on an empty stream
+    while (
+        await jetstream.stream_info("LIMI_DEADLETTERS")
+    ).state.messages == 0:  # read_dead_letters fails on an empty stream
         assert time.monotonic() < deadline, "no dead letter for the missing checkpoint"
         await asyncio.sleep(0.2)
     letters = [d for d in await read_dead_letters(jetstream) if d.msg_id == "checkpoint:ck-missing"]

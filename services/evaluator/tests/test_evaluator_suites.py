@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import pathlib
+import re
 
 import pytest
 
@@ -12,9 +12,9 @@ from limi_core.errors import FailedPrecondition, InvalidArgument
 from limi_evaluator import basics
 from limi_evaluator.agencybench import load_v2_scenarios, split_sections
 from limi_evaluator.catalog import Catalog
-from limi_testing.expert import DONE, UNKNOWN, expert_reply
 from limi_evaluator.settings import DEFAULT_BENCHMARKS_DIR
 from limi_evaluator.suite import SuiteError
+from limi_testing.expert import DONE, UNKNOWN, expert_reply
 
 BENCHMARKS = DEFAULT_BENCHMARKS_DIR
 
@@ -31,7 +31,10 @@ def write(folder: pathlib.Path, name: str, text: str) -> pathlib.Path:
 
 
 def test_a_written_out_suite_file_loads(catalog, tmp_path):
-    write(tmp_path, "mine.toml", '''
+    write(
+        tmp_path,
+        "mine.toml",
+        """
 name = "mine"
 max_rounds = 2
 pass_score = 8
@@ -51,7 +54,8 @@ weight = 3
 name = "share of lines that are non-empty"
 python = "print(1.0)"
 score_from_stdout = true
-''')
+""",
+    )
     assert "mine" in catalog.names()
     suite = catalog.load_suite(catalog.resolve("mine"))
     assert (suite.name, suite.max_rounds, suite.pass_score) == ("mine", 2, 8.0)
@@ -63,20 +67,35 @@ score_from_stdout = true
     assert catalog.load_suite(catalog.resolve(str(tmp_path / "mine.toml"))).name == "mine"
 
 
-@pytest.mark.parametrize("text, field, reason", [
-    ('name = "x"\n[[tasks]]\nid = "t"\n[[tasks.subtasks]]\nid = "1"\nquery = "q"\n[[tasks.subtasks.checks]]\nname = "c"\ncommand = "true"\nweight = -1\n',
-     "tasks[0].subtasks[0].checks[0].weight", "must be positive"),
-    ('name = "x"\n[[tasks]]\nid = "t"\n[[tasks.subtasks]]\nid = "1"\nquery = "q"\n[[tasks.subtasks.checks]]\nname = "c"\n',
-     "tasks[0].subtasks[0].checks[0]", "exactly one of command or python"),
-    ('name = "x"\n[[tasks]]\nid = "t"\nsubtasks = []\n', "tasks[0].subtasks", "at least one subtask"),
-    ('name = "x"\nrounds = 3\n[[tasks]]\nid = "t"\n', "rounds", "unknown key"),
-    ('name = "bad name!"\n', "name", "letters, digits"),
-    ('name = "x"\n[generate]\nfamily = "nope"\n', "generate.family", "unknown task family"),
-    ('name = "x"\n[[tasks]]\nid = "t"\nfiles = { "../escape" = "x" }\n[[tasks.subtasks]]\nid = "1"\nquery = "q"\n',
-     "tasks[0].files.../escape", "relative path inside the workspace"),
-    ('name = "x"\n[[tasks]]\nid = "t"\n[[tasks.subtasks]]\nid = "1"\nquery = "q"\n[[tasks.subtasks]]\nid = "1"\nquery = "r"\n',
-     "tasks[0].subtasks[1].id", "used twice"),
-])
+@pytest.mark.parametrize(
+    "text, field, reason",
+    [
+        (
+            'name = "x"\n[[tasks]]\nid = "t"\n[[tasks.subtasks]]\nid = "1"\nquery = "q"\n[[tasks.subtasks.checks]]\nname = "c"\ncommand = "true"\nweight = -1\n',
+            "tasks[0].subtasks[0].checks[0].weight",
+            "must be positive",
+        ),
+        (
+            'name = "x"\n[[tasks]]\nid = "t"\n[[tasks.subtasks]]\nid = "1"\nquery = "q"\n[[tasks.subtasks.checks]]\nname = "c"\n',
+            "tasks[0].subtasks[0].checks[0]",
+            "exactly one of command or python",
+        ),
+        ('name = "x"\n[[tasks]]\nid = "t"\nsubtasks = []\n', "tasks[0].subtasks", "at least one subtask"),
+        ('name = "x"\nrounds = 3\n[[tasks]]\nid = "t"\n', "rounds", "unknown key"),
+        ('name = "bad name!"\n', "name", "letters, digits"),
+        ('name = "x"\n[generate]\nfamily = "nope"\n', "generate.family", "unknown task family"),
+        (
+            'name = "x"\n[[tasks]]\nid = "t"\nfiles = { "../escape" = "x" }\n[[tasks.subtasks]]\nid = "1"\nquery = "q"\n',
+            "tasks[0].files.../escape",
+            "relative path inside the workspace",
+        ),
+        (
+            'name = "x"\n[[tasks]]\nid = "t"\n[[tasks.subtasks]]\nid = "1"\nquery = "q"\n[[tasks.subtasks]]\nid = "1"\nquery = "r"\n',
+            "tasks[0].subtasks[1].id",
+            "used twice",
+        ),
+    ],
+)
 def test_a_broken_suite_names_the_file_and_the_field(catalog, tmp_path, text, field, reason):
     path = write(tmp_path, "broken.toml", text)
     with pytest.raises(SuiteError) as caught:
@@ -97,14 +116,20 @@ def test_invalid_toml_and_json_give_line_numbers(catalog, tmp_path):
 def test_unknown_benchmarks_list_the_known_ones(catalog, tmp_path):
     with pytest.raises(InvalidArgument) as caught:
         catalog.resolve("agencybench-v9")
-    assert caught.value.field == "benchmark" and "limi-basics" in caught.value.reason and "humaneval" in caught.value.reason
+    assert (
+        caught.value.field == "benchmark"
+        and "limi-basics" in caught.value.reason
+        and "humaneval" in caught.value.reason
+    )
     with pytest.raises(InvalidArgument, match="does not exist"):
         catalog.resolve(str(tmp_path / "missing.toml"))
 
 
 def test_the_v2_loader_reads_all_scenarios_in_place():
     scenarios = load_v2_scenarios(BENCHMARKS / "agencybench-v2")
-    assert len(scenarios) == 32 and sum(len(s.subtasks) for s in scenarios) == 138  # LIMI_FACTS: 138 tasks, 32 scenarios
+    assert (
+        len(scenarios) == 32 and sum(len(s.subtasks) for s in scenarios) == 138
+    )  # LIMI_FACTS: 138 tasks, 32 scenarios
     by_key = {s.key: s for s in scenarios}
     backend = by_key["Backend/scenario1"].subtasks[0]
     assert backend.query.startswith("Build the baseline CLI login/registration layer")
@@ -112,7 +137,11 @@ def test_the_v2_loader_reads_all_scenarios_in_place():
     assert "`Makefile`" in backend.deliverables
     research = by_key["Research/scenario2"].subtasks[0]  # stored as an object, not a string
     assert research.query and research.rubric and research.text.startswith("Query:")
-    assert split_sections("Query:\nq\nDeliverables:\n- d\nRubric:\n- r") == {"query": "q", "deliverables": "- d", "rubric": "- r"}
+    assert split_sections("Query:\nq\nDeliverables:\n- d\nRubric:\n- r") == {
+        "query": "q",
+        "deliverables": "- d",
+        "rubric": "- r",
+    }
     with pytest.raises(FailedPrecondition, match="LIMI_EVALUATOR_BENCHMARKS_DIR"):
         load_v2_scenarios(pathlib.Path("/nonexistent/agencybench-v2"))
 
@@ -149,7 +178,11 @@ def test_held_out_instances_use_no_word_folder_or_number_seen_in_training():
 
     train, test = tokens(basics.generate(0, "train", 400)), tokens(basics.generate(0, "test", 100))
     template_words = tokens(basics.generate(1, "train", 10)) & tokens(basics.generate(1, "test", 10))
-    slot_values = {*basics.VOCABULARIES["test"].words, *basics.VOCABULARIES["test"].folders, basics.VOCABULARIES["test"].source_folder}
+    slot_values = {
+        *basics.VOCABULARIES["test"].words,
+        *basics.VOCABULARIES["test"].folders,
+        basics.VOCABULARIES["test"].source_folder,
+    }
     assert slot_values <= test and not slot_values & train
     # Every number in a held-out query is new too, except the template's own "2" (`... * 2, importing`).
     assert {t for t in test & train if t.isdigit()} <= {"2"}
@@ -165,17 +198,30 @@ def test_the_expert_plans_every_instance_one_call_per_turn():
             for step in plan:
                 reply = expert_reply({"messages": messages})
                 assert reply.tool_calls == ((step.name, step.arguments_json()),)
-                messages += [{"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function",
-                              "function": {"name": step.name, "arguments": step.arguments_json()}}]},
-                             {"role": "tool", "tool_call_id": "c", "content": "ok"}]
+                messages += [
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "c",
+                                "type": "function",
+                                "function": {"name": step.name, "arguments": step.arguments_json()},
+                            }
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": "c", "content": "ok"},
+                ]
             assert expert_reply({"messages": messages}).content == DONE
             # After rubric feedback it carries out the plan again.
-            again = expert_reply({"messages": messages + [{"role": "user", "content": "Focus on fixing these rubric gaps:\n- x"}]})
+            again = expert_reply(
+                {"messages": messages + [{"role": "user", "content": "Focus on fixing these rubric gaps:\n- x"}]}
+            )
             assert again.tool_calls[0][0] == plan[0].name
     assert expert_reply({"messages": [{"role": "user", "content": "Write a novel."}]}).content == UNKNOWN
 
 
 def test_expert_tool_arguments_are_json_objects_the_tools_accept():
     task = next(t for t in basics.generate(0, "test", 12) if t.label("kind") == "replace-word")
-    (name, arguments), = expert_reply({"messages": [{"role": "user", "content": task.subtasks[0].query}]}).tool_calls
+    ((name, arguments),) = expert_reply({"messages": [{"role": "user", "content": task.subtasks[0].query}]}).tool_calls
     assert name == "edit_file" and set(json.loads(arguments)) == {"path", "old_text", "new_text"}

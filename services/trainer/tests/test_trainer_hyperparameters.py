@@ -19,7 +19,9 @@ def test_the_limi_preset_is_the_papers_recipe():
 
 
 def test_overrides_are_typed_and_bad_ones_name_their_key():
-    hp = hyperparameters.resolve("limi", {"learning_rate": "2e-5", "epochs": "2", "offload_optimizer": "false", "precision": "bf16"})
+    hp = hyperparameters.resolve(
+        "limi", {"learning_rate": "2e-5", "epochs": "2", "offload_optimizer": "false", "precision": "bf16"}
+    )
     assert (hp.learning_rate, hp.epochs, hp.offload_optimizer, hp.precision) == (2e-5, 2, False, "bf16")
     cases = {
         ("limi", "learning_rat", "1"): "hyperparameters.learning_rat",
@@ -51,7 +53,7 @@ def test_learning_rate_warms_up_then_decays_to_the_minimum():
     hp = hyperparameters.resolve("limi", {"warmup_ratio": "0.2"})
     factors = [learning_rate_factor(step, 10, hp) for step in range(10)]
     assert factors[0] == pytest.approx(0.5) and factors[1] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(factors[1:], factors[2:]))
+    assert all(a >= b for a, b in zip(factors[1:], factors[2:], strict=False))
     assert factors[-1] == pytest.approx(hp.min_learning_rate / hp.learning_rate)
 
 
@@ -64,7 +66,11 @@ def test_deepspeed_configs_for_cpu_and_gpu():
     assert gpu["train_batch_size"] == 64 and gpu["gradient_clipping"] == 1.0
     cpu_hp = hyperparameters.resolve("tiny-cpu", {"zero_stage": "2"})
     cpu = deepspeed_config(cpu_hp, world_size=1, dtype=training_dtype(cpu_hp, on_gpu=False))
-    assert "bf16" not in cpu and cpu["zero_optimization"]["stage"] == 2 and "offload_optimizer" not in cpu["zero_optimization"]
+    assert (
+        "bf16" not in cpu
+        and cpu["zero_optimization"]["stage"] == 2
+        and "offload_optimizer" not in cpu["zero_optimization"]
+    )
     assert training_dtype(limi, on_gpu=False) == torch.float32
 
 
@@ -79,9 +85,18 @@ def test_service_settings_name_the_bad_variable():
     from limi_core.config import ConfigError, load_config
     from limi_trainer.settings import TrainerSettings
 
-    settings = load_config(TrainerSettings, TrainerSettings.PREFIX, {"LIMI_TRAINER_PRESET": "limi", "LIMI_TRAINER_GPUS_PER_RUN": "8", "LIMI_DATA_DIR": "/srv/limi"})
+    settings = load_config(
+        TrainerSettings,
+        TrainerSettings.PREFIX,
+        {"LIMI_TRAINER_PRESET": "limi", "LIMI_TRAINER_GPUS_PER_RUN": "8", "LIMI_DATA_DIR": "/srv/limi"},
+    )
     assert settings.preset == "limi" and settings.gpus_per_run == 8 and str(settings.runs_dir) == "/srv/limi/runs"
-    for variable, value in (("LIMI_TRAINER_PRESET", "huge"), ("LIMI_TRAINER_GPUS_PER_RUN", "0"), ("LIMI_TRAINER_BASE_MODEL", " "), ("LIMI_TRAINER_AUTO_TRAIN", "perhaps")):
+    for variable, value in (
+        ("LIMI_TRAINER_PRESET", "huge"),
+        ("LIMI_TRAINER_GPUS_PER_RUN", "0"),
+        ("LIMI_TRAINER_BASE_MODEL", " "),
+        ("LIMI_TRAINER_AUTO_TRAIN", "perhaps"),
+    ):
         with pytest.raises(ConfigError) as error:
             load_config(TrainerSettings, TrainerSettings.PREFIX, {variable: value})
         assert error.value.variable == variable

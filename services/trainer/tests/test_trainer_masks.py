@@ -23,8 +23,22 @@ from limi_trainer.rendering import AmbiguousRendering, render_sample, render_tra
 from limi_trainer.tiny import build_tokenizer
 
 TOOLS = [
-    {"type": "function", "function": {"name": "read_file", "description": "Read a file.", "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}},
-    {"type": "function", "function": {"name": "run_command", "description": "Run a command.", "parameters": {"type": "object", "properties": {"command": {"type": "string"}}}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "read_file",
+            "description": "Read a file.",
+            "parameters": {"type": "object", "properties": {"path": {"type": "string"}}},
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "run_command",
+            "description": "Run a command.",
+            "parameters": {"type": "object", "properties": {"command": {"type": "string"}}},
+        },
+    },
 ]
 CALLS_1 = [("read_file", {"path": "src/main.py"}), ("run_command", {"command": "pytest -q", "timeout": 30})]
 CALLS_2 = [("read_file", {"path": "README.md"})]
@@ -32,19 +46,29 @@ CALLS_2 = [("read_file", {"path": "README.md"})]
 
 def conversation() -> dict:
     def calls(items, prefix):
-        return [{"id": f"{prefix}{k}", "type": "function", "function": {"name": name, "arguments": args}} for k, (name, args) in enumerate(items)]
+        return [
+            {"id": f"{prefix}{k}", "type": "function", "function": {"name": name, "arguments": args}}
+            for k, (name, args) in enumerate(items)
+        ]
 
-    return {"tools": TOOLS, "messages": [
-        {"role": "system", "content": "You are a careful coding agent."},
-        {"role": "user", "content": "Fix the failing test in src/main.py."},
-        {"role": "assistant", "content": "Let me read the code and run the tests.", "tool_calls": calls(CALLS_1, "a")},
-        {"role": "tool", "content": "def main():\n    return 41", "tool_call_id": "a0"},
-        {"role": "tool", "content": "1 failed: expected 42", "tool_call_id": "a1"},
-        {"role": "assistant", "content": "", "tool_calls": calls(CALLS_2, "b")},
-        {"role": "tool", "content": "# Project\nReturns 42.", "tool_call_id": "b0"},
-        {"role": "user", "content": "What is wrong?"},
-        {"role": "assistant", "content": "main() returns 41 instead of 42; change it to return 42."},
-    ]}
+    return {
+        "tools": TOOLS,
+        "messages": [
+            {"role": "system", "content": "You are a careful coding agent."},
+            {"role": "user", "content": "Fix the failing test in src/main.py."},
+            {
+                "role": "assistant",
+                "content": "Let me read the code and run the tests.",
+                "tool_calls": calls(CALLS_1, "a"),
+            },
+            {"role": "tool", "content": "def main():\n    return 41", "tool_call_id": "a0"},
+            {"role": "tool", "content": "1 failed: expected 42", "tool_call_id": "a1"},
+            {"role": "assistant", "content": "", "tool_calls": calls(CALLS_2, "b")},
+            {"role": "tool", "content": "# Project\nReturns 42.", "tool_call_id": "b0"},
+            {"role": "user", "content": "What is wrong?"},
+            {"role": "assistant", "content": "main() returns 41 instead of 42; change it to return 42."},
+        ],
+    }
 
 
 def expected_chatml() -> list[str]:
@@ -67,7 +91,10 @@ def expected_llama3() -> list[str]:
 
 def expected_glm() -> list[str]:
     def call(name, args):
-        pairs = "".join(f"\n<arg_key>{k}</arg_key>\n<arg_value>{v if isinstance(v, str) else json.dumps(v)}</arg_value>" for k, v in args.items())
+        pairs = "".join(
+            f"\n<arg_key>{k}</arg_key>\n<arg_value>{v if isinstance(v, str) else json.dumps(v)}</arg_value>"
+            for k, v in args.items()
+        )
         return f"\n<tool_call>{name}{pairs}\n</tool_call>"
 
     # GLM has no end-of-turn token: the next role token ends a turn; eos ends the last one.
@@ -76,12 +103,17 @@ def expected_glm() -> list[str]:
     return [first, second, "\nmain() returns 41 instead of 42; change it to return 42.<|endoftext|>"]
 
 
-EXPECTED = {"chatml": expected_chatml, "chatml-compact": expected_chatml, "llama3": expected_llama3, "glm": expected_glm}
+EXPECTED = {
+    "chatml": expected_chatml,
+    "chatml-compact": expected_chatml,
+    "llama3": expected_llama3,
+    "glm": expected_glm,
+}
 
 
 def masked_runs(tokenizer, rendered) -> list[str]:
     runs, current = [], []
-    for token, trained in zip(rendered.input_ids, rendered.loss_mask):
+    for token, trained in zip(rendered.input_ids, rendered.loss_mask, strict=False):
         if trained:
             current.append(token)
         elif current:
@@ -119,7 +151,9 @@ def test_masked_tokens_are_exactly_the_assistant_turns(family):
         tokenizer(text, add_special_tokens=False)["input_ids"] for text in EXPECTED[family]()
     ]
     assert sum(rendered.loss_mask) == sum(b - a for a, b in rendered.assistant_spans)
-    untrained = tokenizer.decode([t for t, m in zip(rendered.input_ids, rendered.loss_mask) if not m], skip_special_tokens=False)
+    untrained = tokenizer.decode(
+        [t for t, m in zip(rendered.input_ids, rendered.loss_mask, strict=False) if not m], skip_special_tokens=False
+    )
     for message in sample["messages"]:
         if message["role"] != "assistant":
             assert message["content"] in untrained
@@ -159,12 +193,14 @@ def test_a_template_that_rewrites_earlier_turns_is_rejected():
         "{%- else %}{{- '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}"
         "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
     )
-    sample = {"messages": [
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "<think>greet back</think>Hello!"},
-        {"role": "user", "content": "Bye"},
-        {"role": "assistant", "content": "Goodbye!"},
-    ]}
+    sample = {
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "<think>greet back</think>Hello!"},
+            {"role": "user", "content": "Bye"},
+            {"role": "assistant", "content": "Goodbye!"},
+        ]
+    }
     with pytest.raises(AmbiguousRendering) as error:
         render_sample(tokenizer, sample)
     assert error.value.field == "messages[1]"
@@ -174,7 +210,14 @@ def test_a_template_that_rewrites_earlier_turns_is_rejected():
 def test_a_turn_with_no_end_of_turn_token_is_rejected():
     tokenizer = build_tokenizer("chatml")
     tokenizer.chat_template = "{%- for m in messages %}{{- m.role + ': ' + m.content + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- 'assistant: ' }}{%- endif %}"
-    sample = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Ciao"}]}
+    sample = {
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Bye"},
+            {"role": "assistant", "content": "Ciao"},
+        ]
+    }
     with pytest.raises(AmbiguousRendering) as error:
         render_sample(tokenizer, sample, ("<|im_end|>",))
     assert error.value.field == "messages[1]"
@@ -187,7 +230,14 @@ def test_a_template_that_drops_an_assistant_message_is_rejected():
         "{%- for m in messages %}{%- if m.role != 'assistant' or m.content %}{{- '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}"
         "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
     )
-    sample = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ""}, {"role": "user", "content": "Hello?"}, {"role": "assistant", "content": "Yes"}]}
+    sample = {
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": "Hello?"},
+            {"role": "assistant", "content": "Yes"},
+        ]
+    }
     with pytest.raises(AmbiguousRendering) as error:
         render_sample(tokenizer, sample)
     assert error.value.field == "messages[1]"
@@ -205,9 +255,13 @@ def test_ambiguous_samples_fail_the_run_or_are_skipped_with_their_reason():
     bad["messages"][3]["content"] = "output with <|im_start|> inside"
     stops = FAMILIES["chatml"].stop_tokens
     with pytest.raises(AmbiguousRendering) as error:
-        prepare_samples(tokenizer, [good, bad], ["t-good", "t-bad"], stop_tokens=stops, max_tokens=10_000, on_ambiguous="fail")
+        prepare_samples(
+            tokenizer, [good, bad], ["t-good", "t-bad"], stop_tokens=stops, max_tokens=10_000, on_ambiguous="fail"
+        )
     assert error.value.field.startswith("samples[1] (t-bad).messages[3]")
-    kept, dropped = prepare_samples(tokenizer, [good, bad, good], ["a", "b", "c"], stop_tokens=stops, max_tokens=10_000, on_ambiguous="skip")
+    kept, dropped = prepare_samples(
+        tokenizer, [good, bad, good], ["a", "b", "c"], stop_tokens=stops, max_tokens=10_000, on_ambiguous="skip"
+    )
     assert [s.index for s in kept] == [0, 2]
     assert [(d.index, d.trajectory_id, d.field) for d in dropped] == [(1, "b", "messages[3].content")]
 
@@ -216,9 +270,20 @@ def test_over_long_samples_are_dropped_with_their_length():
     tokenizer = build_tokenizer("chatml")
     short, long = conversation(), conversation()
     long["messages"][3]["content"] = "x " * 3000
-    kept, dropped = prepare_samples(tokenizer, [short, long], ["s", "l"], stop_tokens=FAMILIES["chatml"].stop_tokens, max_tokens=2000, on_ambiguous="fail")
+    kept, dropped = prepare_samples(
+        tokenizer,
+        [short, long],
+        ["s", "l"],
+        stop_tokens=FAMILIES["chatml"].stop_tokens,
+        max_tokens=2000,
+        on_ambiguous="fail",
+    )
     assert [s.trajectory_id for s in kept] == ["s"]
-    assert dropped[0].trajectory_id == "l" and dropped[0].field == "length" and "over the limit of 2000" in dropped[0].reason
+    assert (
+        dropped[0].trajectory_id == "l"
+        and dropped[0].field == "length"
+        and "over the limit of 2000" in dropped[0].reason
+    )
 
 
 def test_trajectory_roles_map_through_the_limi_form():
@@ -233,9 +298,9 @@ def test_trajectory_roles_map_through_the_limi_form():
 def test_a_token_that_crosses_the_start_of_a_turn_is_rejected():
     # The generation prompt ends with a space that byte-level BPE merges into the answer's first word.
     tokenizer = build_tokenizer("chatml")
-    tokenizer.chat_template = (
-        "{%- for m in messages %}{{- m.role + ': ' + m.content + '<|im_end|>\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- 'assistant: ' }}{%- endif %}"
-    )
+    tokenizer.chat_template = "{%- for m in messages %}{{- m.role + ': ' + m.content + '<|im_end|>\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- 'assistant: ' }}{%- endif %}"
     with pytest.raises(AmbiguousRendering) as error:
-        render_sample(tokenizer, {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "tests pass"}]})
+        render_sample(
+            tokenizer, {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "tests pass"}]}
+        )
     assert error.value.field == "messages[1]" and "crosses the start" in error.value.reason

@@ -8,10 +8,19 @@ import math
 import pytest
 import torch
 
-from limi_trainer.causal_lm import PackedLossModel
-from limi_trainer.packing import IGNORE_INDEX, build_plan, collate, first_fit_decreasing, optimizer_steps, pack_samples, packing_efficiency, plan_step
-from limi_trainer.rendering import render_sample
 from limi_testing.synthetic_samples import limi_like_lengths, tool_use_sample, varied_length_samples
+from limi_trainer.causal_lm import PackedLossModel
+from limi_trainer.packing import (
+    IGNORE_INDEX,
+    build_plan,
+    collate,
+    first_fit_decreasing,
+    optimizer_steps,
+    pack_samples,
+    packing_efficiency,
+    plan_step,
+)
+from limi_trainer.rendering import render_sample
 
 
 def test_every_sample_is_trained_once_per_epoch_in_a_seeded_order():
@@ -19,7 +28,7 @@ def test_every_sample_is_trained_once_per_epoch_in_a_seeded_order():
     stream = [i for step in steps for i in step]
     assert len(stream) == 30 and [len(s) for s in steps] == [4] * 7 + [2]
     for epoch in range(3):
-        assert sorted(stream[epoch * 10:(epoch + 1) * 10]) == list(range(10))
+        assert sorted(stream[epoch * 10 : (epoch + 1) * 10]) == list(range(10))
     assert steps == optimizer_steps(range(10), epochs=3, global_batch_size=4, seed=7)
     assert steps != optimizer_steps(range(10), epochs=3, global_batch_size=4, seed=8)
     assert len(optimizer_steps(range(10), epochs=3, global_batch_size=4, seed=7, drop_last=True)) == 7
@@ -58,8 +67,12 @@ def test_plan_digest_changes_with_the_data_order():
     lengths = {i: 50 + i for i in range(12)}
     trained = dict.fromkeys(lengths, 3)
     one = build_plan(lengths, trained, epochs=2, global_batch_size=4, seed=1, drop_last=False, budget=200, world_size=1)
-    same = build_plan(lengths, trained, epochs=2, global_batch_size=4, seed=1, drop_last=False, budget=200, world_size=1)
-    other = build_plan(lengths, trained, epochs=2, global_batch_size=4, seed=2, drop_last=False, budget=200, world_size=1)
+    same = build_plan(
+        lengths, trained, epochs=2, global_batch_size=4, seed=1, drop_last=False, budget=200, world_size=1
+    )
+    other = build_plan(
+        lengths, trained, epochs=2, global_batch_size=4, seed=2, drop_last=False, budget=200, world_size=1
+    )
     assert one.digest() == same.digest() != other.digest()
     counts = collections.Counter(i for step in one.steps for i in step.samples)
     assert set(counts.values()) == {2}
@@ -73,7 +86,9 @@ def model_and_samples(tiny_model, request):
     from limi_trainer.causal_lm import choose_attention
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation=choose_attention(request.param, on_gpu=False))
+    model = AutoModelForCausalLM.from_pretrained(
+        tiny_model, attn_implementation=choose_attention(request.param, on_gpu=False)
+    )
     model.eval()
     samples = [render_sample(tokenizer, tool_use_sample(n)) for n in range(3)]
     return model, tokenizer, samples
@@ -84,8 +99,8 @@ def test_collate_restarts_positions_and_ignores_each_samples_first_label(model_a
     batch = collate(samples, tokenizer.pad_token_id)
     starts = [0, len(samples[0]), len(samples[0]) + len(samples[1])]
     assert batch["input_ids"].shape == (1, sum(len(s) for s in samples))
-    for start, sample in zip(starts, samples):
-        assert batch["position_ids"][0, start:start + len(sample)].tolist() == list(range(len(sample)))
+    for start, sample in zip(starts, samples, strict=False):
+        assert batch["position_ids"][0, start : start + len(sample)].tolist() == list(range(len(sample)))
         assert batch["labels"][0, start].item() == IGNORE_INDEX
     trained = (batch["labels"] != IGNORE_INDEX).sum().item()
     assert trained == sum(sum(s.loss_mask[1:]) for s in samples)
@@ -97,11 +112,13 @@ def test_a_packed_row_computes_what_the_samples_compute_alone(model_and_samples)
     model, tokenizer, samples = model_and_samples
     with torch.no_grad():
         batch = collate(samples, tokenizer.pad_token_id)
-        hidden = model.get_decoder()(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).last_hidden_state
+        hidden = model.get_decoder()(
+            input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
+        ).last_hidden_state
         start = 0
         for sample in samples:
             alone = model.get_decoder()(input_ids=torch.tensor([sample.input_ids]), use_cache=False).last_hidden_state
-            assert torch.allclose(hidden[0, start:start + len(sample)], alone[0], atol=1e-4)
+            assert torch.allclose(hidden[0, start : start + len(sample)], alone[0], atol=1e-4)
             start += len(sample)
         loss = PackedLossModel(model)
         packed = loss(**batch)

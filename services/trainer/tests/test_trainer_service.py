@@ -27,7 +27,13 @@ from limi_core.events import EventPublisher
 from limi_core.health_check import wait_for_health
 from limi_testing.synthetic_samples import run_tests_sample, tool_use_sample
 
-SHORT = {"epochs": "3", "global_batch_size": "2", "checkpoint_every_steps": "3", "pack_tokens": "2048", "max_sample_tokens": "2048"}
+SHORT = {
+    "epochs": "3",
+    "global_batch_size": "2",
+    "checkpoint_every_steps": "3",
+    "pack_tokens": "2048",
+    "max_sample_tokens": "2048",
+}
 
 
 def samples() -> list[dict]:
@@ -42,9 +48,15 @@ def curator_datasets(tmp_path: pathlib.Path) -> pathlib.Path:
 
 
 def start_trainer(service_process, tiny_model, **env):
-    service = service_process("trainer", env={
-        "LIMI_TRAINER_BASE_MODEL": str(tiny_model), "LIMI_TRAINER_PROGRESS_POLL_SECONDS": "0.1", "LIMI_TRAINER_ACK_WAIT_SECONDS": "5", **env,
-    })
+    service = service_process(
+        "trainer",
+        env={
+            "LIMI_TRAINER_BASE_MODEL": str(tiny_model),
+            "LIMI_TRAINER_PROGRESS_POLL_SECONDS": "0.1",
+            "LIMI_TRAINER_ACK_WAIT_SECONDS": "5",
+            **env,
+        },
+    )
     wait_for_health(service.grpc_address, "SERVING", timeout=60, process=service.process)
     return service
 
@@ -82,7 +94,9 @@ async def eventually(predicate, timeout: float = 120, interval: float = 0.2):
         await asyncio.sleep(interval)
 
 
-async def test_start_run_trains_reports_progress_and_publishes_checkpoints(service_process, tiny_model, jetstream, tmp_path, write_jsonl):
+async def test_start_run_trains_reports_progress_and_publishes_checkpoints(
+    service_process, tiny_model, jetstream, tmp_path, write_jsonl
+):
     service = start_trainer(service_process, tiny_model)
     dataset = write_jsonl(curator_datasets(tmp_path) / "train.jsonl", samples())
     async with grpc.aio.insecure_channel(service.grpc_address) as channel:
@@ -132,15 +146,43 @@ async def test_bad_requests_get_typed_errors(service_process, tiny_model, tmp_pa
     no_model = tmp_path / "trainer" / "not-a-model"
     no_model.mkdir(parents=True)
     cases = [
-        (trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), hyperparameters={"epochs": "many"}), grpc.StatusCode.INVALID_ARGUMENT, "hyperparameters.epochs"),
-        (trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), hyperparameters={"lr": "1"}), grpc.StatusCode.INVALID_ARGUMENT, "hyperparameters.lr"),
-        (trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), preset="giant"), grpc.StatusCode.INVALID_ARGUMENT, "preset"),
+        (
+            trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), hyperparameters={"epochs": "many"}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "hyperparameters.epochs",
+        ),
+        (
+            trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), hyperparameters={"lr": "1"}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "hyperparameters.lr",
+        ),
+        (
+            trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), preset="giant"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "preset",
+        ),
         (trainer_pb2.StartRunRequest(), grpc.StatusCode.INVALID_ARGUMENT, "dataset_id"),
         (trainer_pb2.StartRunRequest(dataset_id="never-published"), grpc.StatusCode.NOT_FOUND, "never-published"),
-        (trainer_pb2.StartRunRequest(dataset_uri=(curator_datasets(tmp_path) / "missing.jsonl").as_uri()), grpc.StatusCode.INVALID_ARGUMENT, "dataset_uri"),
-        (trainer_pb2.StartRunRequest(dataset_uri="s3://bucket/train.jsonl"), grpc.StatusCode.INVALID_ARGUMENT, "dataset_uri"),
-        (trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), base_model=str(no_model)), grpc.StatusCode.INVALID_ARGUMENT, "base_model"),
-        (trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), request_id="x\x00y"), grpc.StatusCode.INVALID_ARGUMENT, "request_id"),
+        (
+            trainer_pb2.StartRunRequest(dataset_uri=(curator_datasets(tmp_path) / "missing.jsonl").as_uri()),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "dataset_uri",
+        ),
+        (
+            trainer_pb2.StartRunRequest(dataset_uri="s3://bucket/train.jsonl"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "dataset_uri",
+        ),
+        (
+            trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), base_model=str(no_model)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "base_model",
+        ),
+        (
+            trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), request_id="x\x00y"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "request_id",
+        ),
     ]
     async with grpc.aio.insecure_channel(service.grpc_address) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
@@ -149,7 +191,10 @@ async def test_bad_requests_get_typed_errors(service_process, tiny_model, tmp_pa
                 await stub.StartRun(request)
             assert error.value.code() == code, (request, error.value.details())
             assert words in error.value.details()
-        for call in (stub.GetRun(trainer_pb2.GetRunRequest(id="run-nope")), stub.CancelRun(trainer_pb2.CancelRunRequest(id="run-nope"))):
+        for call in (
+            stub.GetRun(trainer_pb2.GetRunRequest(id="run-nope")),
+            stub.CancelRun(trainer_pb2.CancelRunRequest(id="run-nope")),
+        ):
             with pytest.raises(grpc.aio.AioRpcError) as error:
                 await call
             assert error.value.code() == grpc.StatusCode.NOT_FOUND
@@ -164,8 +209,12 @@ async def test_queue_runs_one_at_a_time_and_cancels(service_process, tiny_model,
     long = {**SHORT, "epochs": "200", "checkpoint_every_steps": "0"}
     async with grpc.aio.insecure_channel(service.grpc_address) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
-        first = await stub.StartRun(trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), hyperparameters=long, request_id="first"))
-        second = await stub.StartRun(trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), hyperparameters=long, request_id="second"))
+        first = await stub.StartRun(
+            trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), hyperparameters=long, request_id="first")
+        )
+        second = await stub.StartRun(
+            trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), hyperparameters=long, request_id="second")
+        )
         assert first.id != second.id
 
         async def first_running():
@@ -183,11 +232,20 @@ async def test_queue_runs_one_at_a_time_and_cancels(service_process, tiny_model,
     assert 'limi_trainer_runs_total{state="cancelled"} 2.0' in text and "limi_trainer_running 0.0" in text
 
 
-async def test_dataset_events_train_once_and_untrainable_ones_are_dead_lettered(service_process, tiny_model, jetstream, nats_client, tmp_path, write_jsonl):
+async def test_dataset_events_train_once_and_untrainable_ones_are_dead_lettered(
+    service_process, tiny_model, jetstream, nats_client, tmp_path, write_jsonl
+):
     service = start_trainer(service_process, tiny_model)
     publisher = EventPublisher.for_connection(nats_client, jetstream)
     good_file = write_jsonl(curator_datasets(tmp_path) / "good.jsonl", samples())
-    good = dataset_pb2.Dataset(id="ds-bus-1", name="limi", version=1, content_hash="curated-hash", trajectory_ids=["ta", "tb", "tc", "td"], storage_uri=good_file.as_uri())
+    good = dataset_pb2.Dataset(
+        id="ds-bus-1",
+        name="limi",
+        version=1,
+        content_hash="curated-hash",
+        trajectory_ids=["ta", "tb", "tc", "td"],
+        storage_uri=good_file.as_uri(),
+    )
     await publisher.publish(bus.DATASETS_PUBLISHED, good, "dataset:ds-bus-1")
 
     async with grpc.aio.insecure_channel(service.grpc_address) as channel:
@@ -198,7 +256,11 @@ async def test_dataset_events_train_once_and_untrainable_ones_are_dead_lettered(
             return [r for r in runs if r.state in (trainer_pb2.RUN_STATE_SUCCEEDED, trainer_pb2.RUN_STATE_FAILED)]
 
         (run,) = await eventually(finished_runs)
-        assert run.state == trainer_pb2.RUN_STATE_SUCCEEDED and run.dataset_id == "ds-bus-1" and run.dataset_content_hash == "curated-hash"
+        assert (
+            run.state == trainer_pb2.RUN_STATE_SUCCEEDED
+            and run.dataset_id == "ds-bus-1"
+            and run.dataset_content_hash == "curated-hash"
+        )
         # The dataset is now known by id, and the event's republication trains nothing new.
         by_id = await stub.StartRun(trainer_pb2.StartRunRequest(dataset_id="ds-bus-1"))
         assert by_id.id == run.id
@@ -214,11 +276,17 @@ async def test_dataset_events_train_once_and_untrainable_ones_are_dead_lettered(
         bad = samples()
         bad[2]["messages"][3]["content"] = "a tool output that says <|im_end|> in the middle"
         bad_file = write_jsonl(curator_datasets(tmp_path) / "bad.jsonl", bad)
-        await publisher.publish(bus.DATASETS_PUBLISHED, dataset_pb2.Dataset(id="ds-bus-bad", storage_uri=bad_file.as_uri()), "dataset:ds-bus-bad")
+        await publisher.publish(
+            bus.DATASETS_PUBLISHED,
+            dataset_pb2.Dataset(id="ds-bus-bad", storage_uri=bad_file.as_uri()),
+            "dataset:ds-bus-bad",
+        )
 
         async def failed_run():
             runs = (await stub.ListRuns(trainer_pb2.ListRunsRequest())).runs
-            return next((r for r in runs if r.dataset_id == "ds-bus-bad" and r.state == trainer_pb2.RUN_STATE_FAILED), None)
+            return next(
+                (r for r in runs if r.dataset_id == "ds-bus-bad" and r.state == trainer_pb2.RUN_STATE_FAILED), None
+            )
 
         failed = await eventually(failed_run)
         assert "samples[2]" in failed.error and "messages[3].content" in failed.error and "<|im_end|>" in failed.error
@@ -230,7 +298,9 @@ async def test_dataset_events_train_once_and_untrainable_ones_are_dead_lettered(
     assert list(events[-1].trajectory_ids) == ["ta", "tb", "tc", "td"] and events[-1].final
 
 
-async def test_a_run_interrupted_by_a_service_stop_resumes_after_restart(service_process, tiny_model, jetstream, tmp_path, write_jsonl):
+async def test_a_run_interrupted_by_a_service_stop_resumes_after_restart(
+    service_process, tiny_model, jetstream, tmp_path, write_jsonl
+):
     dataset = write_jsonl(curator_datasets(tmp_path) / "train.jsonl", samples())
     longer = {**SHORT, "epochs": "16", "checkpoint_every_steps": "5"}
     service = start_trainer(service_process, tiny_model)
@@ -278,7 +348,11 @@ async def test_a_crashed_training_process_is_restarted_and_resumes(service_proce
     dataset = write_jsonl(curator_datasets(tmp_path) / "train.jsonl", samples())
     async with grpc.aio.insecure_channel(service.grpc_address) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
-        run = await stub.StartRun(trainer_pb2.StartRunRequest(dataset_uri=dataset.as_uri(), hyperparameters={**SHORT, "epochs": "16", "checkpoint_every_steps": "5"}))
+        run = await stub.StartRun(
+            trainer_pb2.StartRunRequest(
+                dataset_uri=dataset.as_uri(), hyperparameters={**SHORT, "epochs": "16", "checkpoint_every_steps": "5"}
+            )
+        )
 
         async def past_first_checkpoint():
             current = await stub.GetRun(trainer_pb2.GetRunRequest(id=run.id))

@@ -21,32 +21,55 @@ import time
 
 import pytest
 
+from limi_testing.synthetic_samples import (
+    SYSTEM_PROMPT,
+    TOOLS,
+    read_file_request,
+    run_tests_request,
+    run_tests_sample,
+    tool_use_sample,
+)
 from limi_trainer import hyperparameters, reporting
 from limi_trainer.dataset import DatasetInput
 from limi_trainer.engine import learning_rate_factor
 from limi_trainer.run_config import RunConfig, run_id_for
 from limi_trainer.run_job import PARENT_PID_VARIABLE
-from limi_testing.synthetic_samples import SYSTEM_PROMPT, TOOLS, read_file_request, run_tests_request, run_tests_sample, tool_use_sample
 
 TRAINED_PATH = "src/main.py"
 OVERRIDES = {
-    "epochs": "60", "global_batch_size": "2", "pack_tokens": "2048", "max_sample_tokens": "2048",
-    "checkpoint_every_steps": "20", "learning_rate": "0.01", "min_learning_rate": "0.001",
+    "epochs": "60",
+    "global_batch_size": "2",
+    "pack_tokens": "2048",
+    "max_sample_tokens": "2048",
+    "checkpoint_every_steps": "20",
+    "learning_rate": "0.01",
+    "min_learning_rate": "0.001",
 }
 EXPECTED_CALLS = {
-    read_file_request(TRAINED_PATH): '<tool_call>\n{"name": "read_file", "arguments": {"path": "src/main.py"}}\n</tool_call><|im_end|>',
+    read_file_request(
+        TRAINED_PATH
+    ): '<tool_call>\n{"name": "read_file", "arguments": {"path": "src/main.py"}}\n</tool_call><|im_end|>',
     run_tests_request(): '<tool_call>\n{"name": "run_command", "arguments": {"command": "pytest -q"}}\n</tool_call><|im_end|>',
 }
 
 
 def training_samples() -> list[dict]:
-    return [tool_use_sample(0, (TRAINED_PATH,)), run_tests_sample(1), tool_use_sample(2, (TRAINED_PATH,)), run_tests_sample(3)]
+    return [
+        tool_use_sample(0, (TRAINED_PATH,)),
+        run_tests_sample(1),
+        tool_use_sample(2, (TRAINED_PATH,)),
+        run_tests_sample(3),
+    ]
 
 
-def prepare_run(run_dir: pathlib.Path, dataset: pathlib.Path, base_model: pathlib.Path, overrides: dict[str, str]) -> RunConfig:
+def prepare_run(
+    run_dir: pathlib.Path, dataset: pathlib.Path, base_model: pathlib.Path, overrides: dict[str, str]
+) -> RunConfig:
     hp = hyperparameters.resolve("tiny-cpu", overrides)
     source = DatasetInput(uri=dataset.as_uri(), dataset_id="ds-test", trajectory_ids=("t0", "t1", "t2", "t3"))
-    config = RunConfig(run_id_for(source, str(base_model), "tiny-cpu", hp), source, str(base_model), "tiny-cpu", hp, "test-revision")
+    config = RunConfig(
+        run_id_for(source, str(base_model), "tiny-cpu", hp), source, str(base_model), "tiny-cpu", hp, "test-revision"
+    )
     config.save(run_dir)
     return config
 
@@ -55,7 +78,10 @@ def start_training(run_dir: pathlib.Path) -> subprocess.Popen:
     """A real training process; it dies with this test process (no preexec_fn: see supervisor.py)."""
     with open(run_dir / "worker.log", "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "limi_trainer.run_job", str(run_dir)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "limi_trainer.run_job", str(run_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, PARENT_PID_VARIABLE: str(os.getpid())},
         )
 
@@ -87,14 +113,26 @@ def test_loss_goes_down_and_results_are_written(reference):
     assert len(losses) == summary["plan"]["total_steps"] == 120
     assert sum(losses[-10:]) / 10 < 0.2 * sum(losses[:5]) / 5
     assert summary["final_loss"] < 0.5 < summary["first_loss"]
-    assert summary["dataset"]["samples_trained"] == 4 and summary["trajectory_ids"] == {"0": "t0", "1": "t1", "2": "t2", "3": "t3"}
+    assert summary["dataset"]["samples_trained"] == 4 and summary["trajectory_ids"] == {
+        "0": "t0",
+        "1": "t1",
+        "2": "t2",
+        "3": "t3",
+    }
     assert summary["hyperparameters"]["epochs"] == "60" and summary["code_revision"] == "test-revision"
     assert summary["tokens_per_second"] > 0 and 0 < summary["plan"]["packing_efficiency"] <= 1
     assert pathlib.Path(summary["loss_curve"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     hp = hyperparameters.resolve("tiny-cpu", OVERRIDES)
-    assert [step["learning_rate"] for step in summary["steps"]] == pytest.approx([hp.learning_rate * learning_rate_factor(i, 120, hp) for i in range(120)])
+    assert [step["learning_rate"] for step in summary["steps"]] == pytest.approx(
+        [hp.learning_rate * learning_rate_factor(i, 120, hp) for i in range(120)]
+    )
     events = [record["event"] for record in reporting.read_progress(run_dir)[0]]
-    assert events[0] == "started" and events[-1] == "finished" and events.count("step") == 120 and events.count("checkpoint") == 6
+    assert (
+        events[0] == "started"
+        and events[-1] == "finished"
+        and events.count("step") == 120
+        and events.count("checkpoint") == 6
+    )
 
 
 def test_checkpoints_are_complete_hugging_face_models(reference):
@@ -121,10 +159,12 @@ def test_the_fine_tuned_model_reproduces_the_trained_tool_calls(reference, tiny_
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir)
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": request}]
-        inputs = tokenizer.apply_chat_template(messages, tools=TOOLS, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        inputs = tokenizer.apply_chat_template(
+            messages, tools=TOOLS, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         with torch.no_grad():
             output = model.generate(**inputs, max_new_tokens=48, do_sample=False)
-        return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=False)
+        return tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=False)
 
     for request, expected in EXPECTED_CALLS.items():
         assert answer(run_dir / "checkpoints" / "step-000120", request) == expected
@@ -162,7 +202,7 @@ def test_resume_after_kill_9_keeps_the_data_order(reference, dataset, tiny_model
     assert [step["samples"] for step in summary["steps"]] == [step["samples"] for step in expected["steps"]]
     counts = collections.Counter(index for step in summary["steps"] for index in step["samples"])
     assert counts == {0: 60, 1: 60, 2: 60, 3: 60}
-    for ours, theirs in zip(summary["steps"], expected["steps"]):
+    for ours, theirs in zip(summary["steps"], expected["steps"], strict=False):
         assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-3, abs=1e-4)
     assert not torn.exists()
     steps_seen = [r["step"] for r in reporting.read_progress(run_dir)[0] if r["event"] == "step"]
@@ -184,16 +224,24 @@ def test_zero_3_with_activation_recompute_computes_the_same_first_step(reference
     run_dir, summary = zero3_run
     assert [step["samples"] for step in summary["steps"]] == [step["samples"] for step in expected["steps"][:4]]
     hp = hyperparameters.resolve("tiny-cpu", ZERO3)
-    assert [step["learning_rate"] for step in summary["steps"]] == pytest.approx([hp.learning_rate * learning_rate_factor(i, 4, hp) for i in range(4)])
+    assert [step["learning_rate"] for step in summary["steps"]] == pytest.approx(
+        [hp.learning_rate * learning_rate_factor(i, 4, hp) for i in range(4)]
+    )
     # The first loss is computed before any update: same model, same data, same number.
     assert summary["steps"][0]["loss"] == pytest.approx(expected["steps"][0]["loss"], rel=1e-5)
     import torch
     from transformers import AutoModelForCausalLM
 
-    exported, info = AutoModelForCausalLM.from_pretrained(run_dir / "checkpoints" / "step-000004", output_loading_info=True)
+    exported, info = AutoModelForCausalLM.from_pretrained(
+        run_dir / "checkpoints" / "step-000004", output_loading_info=True
+    )
     assert not info["missing_keys"] and not info["unexpected_keys"]
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
-    changed = [name for (name, p), q in zip(exported.named_parameters(), base.parameters()) if not torch.equal(p, q)]
+    changed = [
+        name
+        for (name, p), q in zip(exported.named_parameters(), base.parameters(), strict=False)
+        if not torch.equal(p, q)
+    ]
     assert len(changed) == len(list(base.parameters()))
 
 
@@ -202,10 +250,27 @@ def test_two_ranks_under_torchrun_train_like_one(zero3_run, dataset, tiny_model,
     _single_dir, single = zero3_run
     run_dir = tmp_path / "two-ranks"
     prepare_run(run_dir, dataset, tiny_model, ZERO3)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "limi_trainer.run_job", str(run_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "limi_trainer.run_job",
+        str(run_dir),
+    ]
     with open(run_dir / "worker.log", "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
     summary = finish(process, run_dir)
     assert summary["plan"]["world_size"] == 2
     assert [step["samples"] for step in summary["steps"]] == [step["samples"] for step in single["steps"]]
-    assert [step["loss"] for step in summary["steps"]] == pytest.approx([step["loss"] for step in single["steps"]], rel=1e-4)
+    assert [step["loss"] for step in summary["steps"]] == pytest.approx(
+        [step["loss"] for step in single["steps"]], rel=1e-4
+    )

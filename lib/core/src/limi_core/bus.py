@@ -16,8 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client
-from nats.js import JetStreamContext
-from nats.js import api
+from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,7 @@ async def connect(
             ),
             timeout=connect_timeout,
         )
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         raise nats.errors.NoServersError() from None
 
 

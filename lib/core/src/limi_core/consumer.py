@@ -201,7 +201,13 @@ class EventConsumer:
             log.warning(
                 "handler failed",
                 exc_info=True,
-                extra={"fields": {"consumer": self.spec.durable, "msg_id": delivery.msg_id, "deliveries": delivery.deliveries}},
+                extra={
+                    "fields": {
+                        "consumer": self.spec.durable,
+                        "msg_id": delivery.msg_id,
+                        "deliveries": delivery.deliveries,
+                    }
+                },
             )
             if delivery.deliveries >= self.spec.max_deliver:
                 await self._dead_letter(msg, delivery, f"{type(exc).__name__}: {exc}")
@@ -225,8 +231,17 @@ class EventConsumer:
                         self._held += 1
                     held_for, waits = exc.dependency, waits + 1
                     await self._dependencies.mark_down(exc.dependency, str(exc))
-                    log.info("holding a message until its dependency answers", extra={"fields": {
-                        "consumer": self.spec.durable, "msg_id": delivery.msg_id, "dependency": exc.dependency, "waits": waits}})
+                    log.info(
+                        "holding a message until its dependency answers",
+                        extra={
+                            "fields": {
+                                "consumer": self.spec.durable,
+                                "msg_id": delivery.msg_id,
+                                "dependency": exc.dependency,
+                                "waits": waits,
+                            }
+                        },
+                    )
                     if await _stopped_within(self._stop, self.spec.dependency_delay(waits)):
                         raise _HandBack(exc.dependency) from exc
         finally:
@@ -240,7 +255,9 @@ class EventConsumer:
         try:
             await subscription.consumer_info()
         except NotFoundError:
-            raise ConsumerLost(f"the durable consumer {self.spec.durable} on {self.spec.stream} no longer exists") from None
+            raise ConsumerLost(
+                f"the durable consumer {self.spec.durable} on {self.spec.stream} no longer exists"
+            ) from None
         except (TimeoutError, nats.errors.Error):
             pass  # the broker is unreachable: the connection's own reconnect handles that
 
@@ -267,7 +284,10 @@ class EventConsumer:
         )
         dead_id = event_id("deadletter", self.spec.stream, self.spec.durable, delivery.stream_sequence)
         await self._publisher.publish(bus.DEAD_LETTERS, record, dead_id)
-        log.error("dead-lettered", extra={"fields": {"consumer": self.spec.durable, "msg_id": delivery.msg_id, "error": error}})
+        log.error(
+            "dead-lettered",
+            extra={"fields": {"consumer": self.spec.durable, "msg_id": delivery.msg_id, "error": error}},
+        )
         await msg.term()
 
 

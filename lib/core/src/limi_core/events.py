@@ -35,7 +35,11 @@ HEADER_PAYLOAD_BYTES = "Limi-Payload-Bytes"
 HEADER_ROOM = 4096
 
 # JetStream error codes that no retry can fix: the stream is full (discard=new) or the message too big.
-STREAM_FULL_CODES = {10047: "the stream is full (maximum bytes)", 10077: "the stream is full (maximum messages)", 10054: "the message is larger than the stream allows"}
+STREAM_FULL_CODES = {
+    10047: "the stream is full (maximum bytes)",
+    10077: "the stream is full (maximum messages)",
+    10054: "the message is larger than the stream allows",
+}
 
 RETRYABLE = (
     nats.errors.TimeoutError,
@@ -112,7 +116,9 @@ class EventPublisher:
         self._js = js
         self._payloads = payloads or PayloadStore(js)
         self.inline_limit = inline_limit
-        self._retry = RetryPolicy(attempts=attempts, first_backoff_seconds=first_backoff, max_backoff_seconds=max_backoff)
+        self._retry = RetryPolicy(
+            attempts=attempts, first_backoff_seconds=first_backoff, max_backoff_seconds=max_backoff
+        )
         self._ack_timeout = ack_timeout
 
     @classmethod
@@ -154,5 +160,11 @@ class EventPublisher:
             except APIError as exc:
                 raise PublishFailed(subject, msg_id, str(exc), retryable=False) from exc
 
-        return await retrying(once, self._retry, what=f"publish {msg_id} to {subject}", give_up=lambda last, attempts:
-                              PublishFailed(subject, msg_id, f"{last.problem} after {attempts} attempts", retryable=True))
+        return await retrying(
+            once,
+            self._retry,
+            what=f"publish {msg_id} to {subject}",
+            give_up=lambda last, attempts: PublishFailed(
+                subject, msg_id, f"{last.problem} after {attempts} attempts", retryable=True
+            ),
+        )

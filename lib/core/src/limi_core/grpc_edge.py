@@ -175,12 +175,18 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_unary_rpc_method_handler(self._unary(behavior, method), None, handler.response_serializer)
         if handler.unary_stream:
             behavior = _parsing(handler.unary_stream, handler.request_deserializer, method)
-            return grpc.unary_stream_rpc_method_handler(self._streaming(behavior, method), None, handler.response_serializer)
+            return grpc.unary_stream_rpc_method_handler(
+                self._streaming(behavior, method), None, handler.response_serializer
+            )
         if handler.stream_unary:
             behavior = _parsing_each(handler.stream_unary, handler.request_deserializer, method)
-            return grpc.stream_unary_rpc_method_handler(self._unary(behavior, method), None, handler.response_serializer)
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(behavior, method), None, handler.response_serializer
+            )
         behavior = _parsing_each(handler.stream_stream, handler.request_deserializer, method)
-        return grpc.stream_stream_rpc_method_handler(self._streaming(behavior, method), None, handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(
+            self._streaming(behavior, method), None, handler.response_serializer
+        )
 
     def _unary(self, behavior, method: str):
         async def wrapped(request, context):

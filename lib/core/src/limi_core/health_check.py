@@ -14,7 +14,9 @@ def check_health(address: str, timeout: float = 2.0, service: str = "") -> str:
     """The status name ("SERVING", "NOT_SERVING", ...) or UNREACHABLE."""
     with grpc.insecure_channel(address) as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
         except grpc.RpcError:
             return UNREACHABLE
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

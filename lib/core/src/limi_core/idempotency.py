@@ -48,7 +48,9 @@ class IdempotentSink:
 
     def applied(self, key: str) -> bool:
         with self._lock:
-            return self._connection.execute("SELECT 1 FROM applied_effects WHERE key = ?", (key,)).fetchone() is not None
+            return (
+                self._connection.execute("SELECT 1 FROM applied_effects WHERE key = ?", (key,)).fetchone() is not None
+            )
 
     def close(self) -> None:
         self._connection.close()

@@ -153,7 +153,7 @@ def _skeleton(trajectory: trajectory_pb2.Trajectory) -> trajectory_pb2.Trajector
     skeleton = trajectory_pb2.Trajectory()
     skeleton.CopyFrom(trajectory)
     skeleton.ClearField("tools")
-    for original, step in zip(trajectory.steps, skeleton.steps):
+    for original, step in zip(trajectory.steps, skeleton.steps, strict=False):
         step.ClearField("role")
         if original.role == trajectory_pb2.ROLE_TOOL:
             if step.HasField("tool_result"):
@@ -313,7 +313,7 @@ def _restore(
         reason = f"has {len(trajectory.steps)} steps for {len(steps)} messages"
         raise InvalidLimiSample("limi.trajectory.steps", reason)
     step_extras = _by_position(meta.get("steps", {}), len(steps), "limi.steps")
-    for i, (target, carried) in enumerate(zip(trajectory.steps, steps)):
+    for i, (target, carried) in enumerate(zip(trajectory.steps, steps, strict=False)):
         _restore_step(target, carried, step_extras.get(i, {}), f"limi.steps.{i}")
     tool_extras = _by_position(meta.get("tools", {}), len(specs), "limi.tools")
     for k, spec in enumerate(specs):
@@ -327,9 +327,7 @@ def _restore(
     return trajectory
 
 
-def _restore_step(
-    target: trajectory_pb2.Step, carried: trajectory_pb2.Step, extras: Any, field: str
-) -> None:
+def _restore_step(target: trajectory_pb2.Step, carried: trajectory_pb2.Step, extras: Any, field: str) -> None:
     extras = _extras_object(extras, field)
     target.role = carried.role
     if carried.role == trajectory_pb2.ROLE_TOOL:
@@ -351,9 +349,7 @@ def _restore_step(
         target.content = carried.content[chars + 2 :]
     target.ClearField("tool_calls")
     target.tool_calls.extend(carried.tool_calls)
-    raw_arguments = _by_position(
-        extras.get("arguments_json", {}), len(target.tool_calls), f"{field}.arguments_json"
-    )
+    raw_arguments = _by_position(extras.get("arguments_json", {}), len(target.tool_calls), f"{field}.arguments_json")
     for j, raw in raw_arguments.items():
         if not isinstance(raw, str):
             raise InvalidLimiSample(f"{field}.arguments_json.{j}", "must be a string")

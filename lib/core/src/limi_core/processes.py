@@ -63,7 +63,9 @@ def nats_server_binary() -> str:
         if not os.access(chosen, os.X_OK):
             raise NatsServerMissing(f"LIMI_NATS_SERVER={chosen} is not an executable file")
         return chosen
-    path = shutil.which("nats-server") or ("/usr/sbin/nats-server" if os.access("/usr/sbin/nats-server", os.X_OK) else None)
+    path = shutil.which("nats-server") or (
+        "/usr/sbin/nats-server" if os.access("/usr/sbin/nats-server", os.X_OK) else None
+    )
     if path is None:
         raise NatsServerMissing("nats-server is not installed: run scripts/setup (it installs Debian's nats-server)")
     return path
@@ -84,7 +86,13 @@ def stop_process(process: subprocess.Popen | None, timeout: float = 10.0) -> Non
 class NatsServer:
     """A real nats-server with JetStream; `start()` blocks until it accepts connections."""
 
-    def __init__(self, store_dir: pathlib.Path, port: int | None = None, host: str = "127.0.0.1", log_file: pathlib.Path | None = None) -> None:
+    def __init__(
+        self,
+        store_dir: pathlib.Path,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_file: pathlib.Path | None = None,
+    ) -> None:
         self.store_dir, self.host = pathlib.Path(store_dir), host
         self.port = port or free_port(host)
         self.log_file = log_file
@@ -100,11 +108,15 @@ class NatsServer:
     def start(self, timeout: float = 15.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.process = subprocess.Popen(supervised(self.command()), stdout=output, stderr=subprocess.STDOUT, **SUPERVISED_CHILD)
+        self.process = subprocess.Popen(
+            supervised(self.command()), stdout=output, stderr=subprocess.STDOUT, **SUPERVISED_CHILD
+        )
         deadline = time.monotonic() + timeout
         while not port_is_open(self.port, self.host):
             if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with code {self.process.returncode} on start (port {self.port})")
+                raise RuntimeError(
+                    f"nats-server exited with code {self.process.returncode} on start (port {self.port})"
+                )
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"nats-server did not listen on port {self.port} within {timeout:g} s")

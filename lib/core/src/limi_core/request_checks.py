@@ -97,7 +97,11 @@ class Url:
         Identifier(self.max_chars)(field, value)
         try:
             parsed = urllib.parse.urlparse(value)
-            good = parsed.scheme in ("http", "https") and bool(parsed.hostname) and (parsed.port is None or parsed.port > 0)
+            good = (
+                parsed.scheme in ("http", "https")
+                and bool(parsed.hostname)
+                and (parsed.port is None or parsed.port > 0)
+            )
         except ValueError:  # a broken IPv6 literal, a port that is no number or over 65535
             good = False
         if not good:
@@ -161,7 +165,9 @@ class Entries:
             if self.key is not None:
                 self.key(f"{field}[{quote(key, 20)}]", key)
             if self.value is not None:
-                self.value(f"{field}.{key}" if isinstance(key, str) and len(key) <= 64 else f"{field}[{quote(key, 20)}]", value)
+                self.value(
+                    f"{field}.{key}" if isinstance(key, str) and len(key) <= 64 else f"{field}[{quote(key, 20)}]", value
+                )
 
 
 # What protobuf's JSON form (and Python's datetime) can hold: years 1 to 9999, +-10,000 years.
@@ -176,7 +182,11 @@ def _time_fault(message: Message) -> str | None:
         if not low <= message.seconds <= high or not 0 <= message.nanos <= 999_999_999:
             return "must be a time between the years 1 and 9999 with nanos from 0 to 999999999"
     elif name == "google.protobuf.Duration":
-        if abs(message.seconds) > _DURATION_SECONDS or abs(message.nanos) > 999_999_999 or message.seconds * message.nanos < 0:
+        if (
+            abs(message.seconds) > _DURATION_SECONDS
+            or abs(message.nanos) > 999_999_999
+            or message.seconds * message.nanos < 0
+        ):
             return f"must be within +-{_DURATION_SECONDS} seconds, with nanos of the same sign below 1e9"
     return None
 
@@ -277,6 +287,9 @@ def confined_path(field: str, value: str, roots: Iterable[pathlib.Path], setting
     resolved = pathlib.Path(os.path.realpath(local_path(field, value)))
     allowed = [pathlib.Path(os.path.realpath(root)) for root in roots]
     if not any(resolved == root or resolved.is_relative_to(root) for root in allowed):
-        raise PermissionDenied(field, f"{quote(value, 80)} is outside the folders this service reads ({setting}: "
-                                      f"{', '.join(str(root) for root in allowed) or 'none'})")
+        raise PermissionDenied(
+            field,
+            f"{quote(value, 80)} is outside the folders this service reads ({setting}: "
+            f"{', '.join(str(root) for root in allowed) or 'none'})",
+        )
     return resolved

@@ -14,6 +14,7 @@ from typing import ClassVar, NamedTuple
 
 from limi_core.config import check, shared
 
+
 class Ports(NamedTuple):
     grpc: int
     metrics: int
@@ -30,7 +31,10 @@ def default_data_dir() -> pathlib.Path:
 
 def model_cache_dir() -> pathlib.Path:
     """Where limi keeps the models it builds for a person (the demo's base model): $LIMI_CACHE_DIR/models."""
-    return pathlib.Path(os.environ.get("LIMI_CACHE_DIR") or pathlib.Path.home() / ".cache" / "limi").expanduser() / "models"
+    return (
+        pathlib.Path(os.environ.get("LIMI_CACHE_DIR") or pathlib.Path.home() / ".cache" / "limi").expanduser()
+        / "models"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +57,41 @@ class ServiceSettings:
 
     def __post_init__(self) -> None:
         cls, prefix = type(self), self.PREFIX
-        check(_is_host_port(self.grpc_address), cls, "grpc_address", prefix, f"must be HOST:PORT, got {self.grpc_address!r}")
-        check(_is_host_port(self.metrics_address), cls, "metrics_address", prefix, f"must be HOST:PORT, got {self.metrics_address!r}")
-        check(self.nats_url.startswith(("nats://", "tls://")), cls, "nats_url", prefix, f"must start with nats:// or tls://, got {self.nats_url!r}")
-        check(self.log_level.upper() in LOG_LEVELS, cls, "log_level", prefix, f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
-        check(self.log_format in ("json", "text"), cls, "log_format", prefix, f"must be json or text, got {self.log_format!r}")
+        check(
+            _is_host_port(self.grpc_address),
+            cls,
+            "grpc_address",
+            prefix,
+            f"must be HOST:PORT, got {self.grpc_address!r}",
+        )
+        check(
+            _is_host_port(self.metrics_address),
+            cls,
+            "metrics_address",
+            prefix,
+            f"must be HOST:PORT, got {self.metrics_address!r}",
+        )
+        check(
+            self.nats_url.startswith(("nats://", "tls://")),
+            cls,
+            "nats_url",
+            prefix,
+            f"must start with nats:// or tls://, got {self.nats_url!r}",
+        )
+        check(
+            self.log_level.upper() in LOG_LEVELS,
+            cls,
+            "log_level",
+            prefix,
+            f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}",
+        )
+        check(
+            self.log_format in ("json", "text"),
+            cls,
+            "log_format",
+            prefix,
+            f"must be json or text, got {self.log_format!r}",
+        )
         check(self.shutdown_grace_seconds >= 0, cls, "shutdown_grace_seconds", prefix, "must not be negative")
         check(self.max_message_bytes >= 1024, cls, "max_message_bytes", prefix, "must be at least 1024")
         check(self.nats_stream_replicas in (1, 3, 5), cls, "nats_stream_replicas", prefix, "must be 1, 3 or 5")

@@ -33,7 +33,7 @@ def expert_reply(request_body: dict) -> Reply:
     plan = plan_for(_text(messages[users[0]].get("content")))
     if plan is None:
         return Reply(content=UNKNOWN)
-    made = sum(1 for m in messages[users[-1] + 1:] if m.get("role") == "tool")
+    made = sum(1 for m in messages[users[-1] + 1 :] if m.get("role") == "tool")
     if made < len(plan):
         step = plan[made]
         return Reply(tool_calls=((step.name, step.arguments_json()),))

@@ -61,14 +61,26 @@ def completion_payload(model: str, reply: Reply, request: dict) -> dict:
     if reply.reasoning:
         message["reasoning_content"] = reply.reasoning
     prompt_tokens = sum(_words(str(m.get("content") or "")) + 4 for m in request.get("messages", []))
-    completion_tokens = _words(reply.content) + _words(reply.reasoning) + sum(_words(a) + 4 for _n, a in reply.tool_calls)
+    completion_tokens = (
+        _words(reply.content) + _words(reply.reasoning) + sum(_words(a) + 4 for _n, a in reply.tool_calls)
+    )
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason or ("tool_calls" if calls else "stop")}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": reply.finish_reason or ("tool_calls" if calls else "stop"),
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 

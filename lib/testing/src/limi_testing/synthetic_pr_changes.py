@@ -27,7 +27,9 @@ def sha(*parts: object) -> str:
     return hashlib.sha1("/".join(str(p) for p in parts).encode()).hexdigest()
 
 
-def unified_diff(path: str, start: int, header: str, before: list[str], removed: list[str], added: list[str], after: list[str]) -> str:
+def unified_diff(
+    path: str, start: int, header: str, before: list[str], removed: list[str], added: list[str], after: list[str]
+) -> str:
     """One-hunk unified diff of `path` with correct line counts."""
     old_count = len(before) + len(removed) + len(after)
     new_count = len(before) + len(added) + len(after)
@@ -38,7 +40,12 @@ def unified_diff(path: str, start: int, header: str, before: list[str], removed:
         f"+++ b/{path}",
         f"@@ -{start},{old_count} +{start},{new_count} @@ {header}".rstrip(),
     ]
-    lines += [" " + line for line in before] + ["-" + line for line in removed] + ["+" + line for line in added] + [" " + line for line in after]
+    lines += (
+        [" " + line for line in before]
+        + ["-" + line for line in removed]
+        + ["+" + line for line in added]
+        + [" " + line for line in after]
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -66,7 +73,15 @@ def source_path(ctx: dict, stem: str) -> str:
     }[language]
 
 
-def random_hunk(path: str, rng: random.Random, header: str, before: list[str], removed: list[str], added: list[str], after: list[str]) -> str:
+def random_hunk(
+    path: str,
+    rng: random.Random,
+    header: str,
+    before: list[str],
+    removed: list[str],
+    added: list[str],
+    after: list[str],
+) -> str:
     return unified_diff(path, rng.randint(12, 380), header, before, removed, added, after)
 
 

@@ -78,7 +78,11 @@ def frontend(rng: random.Random, ctx: dict, subject: Change | None = None) -> Ch
     component = f"{noun.capitalize()}{pick(rng, 'Card', 'Row', 'Picker', 'Panel', 'Badge')}"
     path = f"src/components/{module}/{component}.tsx"
     before = [f"export function {component}({{ {noun}, onSelect }}: {component}Props) {{", "  return ("]
-    removed = [f'    <button className="{noun}-button" onClick={{() => onSelect({noun}.id)}}>', f"      {{{noun}.label}}", "    </button>"]
+    removed = [
+        f'    <button className="{noun}-button" onClick={{() => onSelect({noun}.id)}}>',
+        f"      {{{noun}.label}}",
+        "    </button>",
+    ]
     added = [
         "    <button",
         f'      className={{cx("{noun}-button", {{ "is-disabled": disabled }})}}',
@@ -107,7 +111,11 @@ def frontend(rng: random.Random, ctx: dict, subject: Change | None = None) -> Ch
 def deployment(rng: random.Random, ctx: dict, subject: Change | None = None) -> Change:
     name = ctx["repository"].split("/")[1]
     path = pick(rng, f"deploy/helm/{name}/templates/deployment.yaml", f"deploy/k8s/{ctx['module']}-deployment.yaml")
-    before = ["      containers:", f"        - name: {ctx['module']}", '          image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"']
+    before = [
+        "      containers:",
+        f"        - name: {ctx['module']}",
+        '          image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"',
+    ]
     added = [
         "          readinessProbe:",
         "            httpGet:",
@@ -132,7 +140,13 @@ def deployment(rng: random.Random, ctx: dict, subject: Change | None = None) -> 
         f"During rollouts the {ctx['module']} pods received traffic before warming their caches and returned 503s. A readiness probe on /healthz fixes that; memory limits keep a leak from taking the node down.",
         f"Our cluster policy now requires requests and limits on every container (#{ctx['issue']}). This adds them to {ctx['module']}, plus the missing readiness probe.",
     )
-    return Change("deployment", title, body, [path], random_hunk(path, rng, "spec:", before, [], added, ["          ports:", "            - name: http"]))
+    return Change(
+        "deployment",
+        title,
+        body,
+        [path],
+        random_hunk(path, rng, "spec:", before, [], added, ["          ports:", "            - name: http"]),
+    )
 
 
 def refactoring(rng: random.Random, ctx: dict, subject: Change | None = None) -> Change:
@@ -213,7 +227,10 @@ def algorithm(rng: random.Random, ctx: dict, subject: Change | None = None) -> C
                 "            found = entry",
                 "    return found",
             ],
-            ["    position = bisect.bisect_right(self._times, timestamp)", "    return self._entries[position - 1] if position else None"],
+            [
+                "    position = bisect.bisect_right(self._times, timestamp)",
+                "    return self._entries[position - 1] if position else None",
+            ],
             [],
         ),
         "go": (
@@ -241,13 +258,21 @@ def algorithm(rng: random.Random, ctx: dict, subject: Change | None = None) -> C
             f"pub fn {fn}(&self, ts: i64) -> Option<&Entry> {{",
             [],
             ["    self.entries.iter().filter(|e| e.time <= ts).last()"],
-            ["    let i = self.entries.partition_point(|e| e.time <= ts);", "    if i == 0 { None } else { Some(&self.entries[i - 1]) }"],
+            [
+                "    let i = self.entries.partition_point(|e| e.time <= ts);",
+                "    if i == 0 { None } else { Some(&self.entries[i - 1]) }",
+            ],
             ["}"],
         ),
     }.get(lang)
     if code is None:
         return refactoring(rng, ctx)
-    title = pick(rng, f"Binary search in {fn} instead of a linear scan", f"{noun} index: O(log n) lookups by time", f"Make {fn} logarithmic")
+    title = pick(
+        rng,
+        f"Binary search in {fn} instead of a linear scan",
+        f"{noun} index: O(log n) lookups by time",
+        f"Make {fn} logarithmic",
+    )
     body = pick(
         rng,
         f"`{fn}` scanned every entry; with a million {noun}s a lookup took 30 ms. Entries are already sorted by time, so a binary search gives the same answer in microseconds.",
@@ -284,4 +309,6 @@ def research(rng: random.Random, ctx: dict, subject: Change | None = None) -> Ch
         f"To compare fine-tuned checkpoints we need calibration, not only accuracy. Adds ECE with {bins} equal-width bins and reports it in the summary table.",
         f"Reviewers of the paper draft asked for calibration numbers (#{ctx['issue']}). This implements expected calibration error as in Guo et al.",
     )
-    return Change("research", title, body, [path], random_hunk(path, rng, "", ["import numpy as np", ""], [], added, []))
+    return Change(
+        "research", title, body, [path], random_hunk(path, rng, "", ["import numpy as np", ""], [], added, [])
+    )

@@ -43,7 +43,12 @@ def debugging(rng: random.Random, ctx: dict, subject: Change | None = None) -> C
             f"export async function {fn}(id: string): Promise<string> {{",
             ["  const record = await store.get(id);"],
             ["  return record.owner.name;"],
-            ["  if (!record?.owner) {", f"    throw new NotFoundError(`{noun} ${{id}} has no owner`);", "  }", "  return record.owner.name;"],
+            [
+                "  if (!record?.owner) {",
+                f"    throw new NotFoundError(`{noun} ${{id}} has no owner`);",
+                "  }",
+                "  return record.owner.name;",
+            ],
             ["}"],
         ),
         "rs": (
@@ -203,7 +208,10 @@ def data_processing(rng: random.Random, ctx: dict, subject: Change | None = None
         "rs": (
             f"pub fn {fn}(record: &StringRecord, header: &Header) -> Result<{noun.capitalize()}, ImportError> {{",
             [],
-            ["    let amount: f64 = record[header.amount].parse().unwrap();", f"    Ok({noun.capitalize()} {{ id: record[0].to_string(), amount }})"],
+            [
+                "    let amount: f64 = record[header.amount].parse().unwrap();",
+                f"    Ok({noun.capitalize()} {{ id: record[0].to_string(), amount }})",
+            ],
             [
                 '    let raw = record.get(header.amount).ok_or(ImportError::MissingColumn("amount"))?.trim().replace(\',\', "");',
                 "    let amount = if raw.is_empty() { None } else { Some(raw.parse::<f64>().map_err(|e| ImportError::BadNumber(raw.clone(), e))?) };",

@@ -15,15 +15,42 @@ import random
 SYSTEM_PROMPT = "You are a coding agent. Use the tools to inspect and change the project."
 
 TOOLS = [
-    {"type": "function", "function": {"name": "read_file", "description": "Read a file of the project.",
-                                      "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}},
-    {"type": "function", "function": {"name": "run_command", "description": "Run a shell command in the project.",
-                                      "parameters": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}},
-    {"type": "function", "function": {"name": "list_directory", "description": "List a directory.",
-                                      "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "read_file",
+            "description": "Read a file of the project.",
+            "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "run_command",
+            "description": "Run a shell command in the project.",
+            "parameters": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]},
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "list_directory",
+            "description": "List a directory.",
+            "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
+        },
+    },
 ]
 
-PATHS = ("src/main.py", "README.md", "tests/test_app.py", "setup.cfg", "app/models.py", "docs/index.md", "Makefile", "src/utils.py")
+PATHS = (
+    "src/main.py",
+    "README.md",
+    "tests/test_app.py",
+    "setup.cfg",
+    "app/models.py",
+    "docs/index.md",
+    "Makefile",
+    "src/utils.py",
+)
 COMMANDS = ("pytest -q", "ls -la", "python3 app.py", "make build", "git status", "pip list")
 
 
@@ -50,10 +77,14 @@ def tool_use_sample(n: int, paths: tuple[str, ...] = PATHS) -> dict:
     if n % 2 == 1:
         messages += [
             {"role": "user", "content": f"Now run {command} and list the directory."},
-            {"role": "assistant", "content": "Running both.", "tool_calls": [
-                _call(f"call_{n}_1", "run_command", {"command": command}),
-                _call(f"call_{n}_2", "list_directory", {"path": "."}),
-            ]},
+            {
+                "role": "assistant",
+                "content": "Running both.",
+                "tool_calls": [
+                    _call(f"call_{n}_1", "run_command", {"command": command}),
+                    _call(f"call_{n}_2", "list_directory", {"path": "."}),
+                ],
+            },
             {"role": "tool", "content": f"exit code 0: {command} ok", "tool_call_id": f"call_{n}_1"},
             {"role": "tool", "content": "src\ntests\nREADME.md", "tool_call_id": f"call_{n}_2"},
             {"role": "assistant", "content": f"{command} passed; the directory holds src, tests and README.md."},
@@ -69,13 +100,20 @@ def run_tests_request() -> str:
 def run_tests_sample(n: int) -> dict:
     """A conversation that answers `run_tests_request()` with `run_command {"command": "pytest -q"}`."""
     call_id = f"call_{n}_tests"
-    return {"tools": TOOLS, "messages": [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": run_tests_request()},
-        {"role": "assistant", "content": "", "tool_calls": [_call(call_id, "run_command", {"command": "pytest -q"})]},
-        {"role": "tool", "content": f"{n + 3} passed in 0.{n}s", "tool_call_id": call_id},
-        {"role": "assistant", "content": f"All {n + 3} tests pass."},
-    ]}
+    return {
+        "tools": TOOLS,
+        "messages": [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": run_tests_request()},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [_call(call_id, "run_command", {"command": "pytest -q"})],
+            },
+            {"role": "tool", "content": f"{n + 3} passed in 0.{n}s", "tool_call_id": call_id},
+            {"role": "assistant", "content": f"All {n + 3} tests pass."},
+        ],
+    }
 
 
 def varied_length_samples(count: int, *, seed: int = 0, min_rounds: int = 1, max_rounds: int = 30) -> list[dict]:
@@ -90,15 +128,26 @@ def varied_length_samples(count: int, *, seed: int = 0, min_rounds: int = 1, max
             path = PATHS[(n + r) % len(PATHS)]
             call_id = f"call_{n}_r{r}"
             messages += [
-                {"role": "assistant", "content": f"Step {r}: reading {path}.", "tool_calls": [_call(call_id, "read_file", {"path": path})]},
-                {"role": "tool", "content": f"# {path}\n" + "\n".join(f"line {k}: value = {k * r}" for k in range(chooser.randint(2, 12))), "tool_call_id": call_id},
+                {
+                    "role": "assistant",
+                    "content": f"Step {r}: reading {path}.",
+                    "tool_calls": [_call(call_id, "read_file", {"path": path})],
+                },
+                {
+                    "role": "tool",
+                    "content": f"# {path}\n"
+                    + "\n".join(f"line {k}: value = {k * r}" for k in range(chooser.randint(2, 12))),
+                    "tool_call_id": call_id,
+                },
             ]
         messages.append({"role": "assistant", "content": f"Done after {rounds} steps."})
         samples.append({"tools": TOOLS, "messages": messages})
     return samples
 
 
-def limi_like_lengths(count: int = 78, *, minimum: int = 13_000, mean: int = 42_400, maximum: int = 152_000) -> list[int]:
+def limi_like_lengths(
+    count: int = 78, *, minimum: int = 13_000, mean: int = 42_400, maximum: int = 152_000
+) -> list[int]:
     """Token lengths shaped like LIMI's trajectories (78 of 13k-152k tokens, mean 42.4k), sorted.
 
     Log-normal quantiles mapped affinely onto [minimum, maximum]; the spread is solved so the

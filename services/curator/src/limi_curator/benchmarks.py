@@ -68,7 +68,9 @@ def _agencybench_v1(root: pathlib.Path) -> list[BenchmarkText]:
             continue
         task = path.parent.name
         for number, section in enumerate(part for part in SUBTASK_HEADING.split(query) if part.strip()):
-            texts.append(BenchmarkText(f"agencybench-v1:{task}/{'preamble' if number == 0 else f'part{number}'}", section))
+            texts.append(
+                BenchmarkText(f"agencybench-v1:{task}/{'preamble' if number == 0 else f'part{number}'}", section)
+            )
     return texts
 
 
@@ -93,5 +95,7 @@ def load_benchmark_texts(root: pathlib.Path) -> tuple[BenchmarkText, ...]:
         raise FailedPrecondition(f"the benchmarks directory {root} does not exist; set {VARIABLE}")
     texts = _humaneval(root) + _agencybench_v1(root) + _agencybench_v2(root)
     if not texts:
-        raise FailedPrecondition(f"the benchmarks directory {root} holds no HumanEval or AgencyBench files; set {VARIABLE}")
+        raise FailedPrecondition(
+            f"the benchmarks directory {root} holds no HumanEval or AgencyBench files; set {VARIABLE}"
+        )
     return tuple(texts)

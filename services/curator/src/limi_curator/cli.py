@@ -28,7 +28,10 @@ from limi_curator.categories import CATEGORY_NAMES, SOURCE_NAMES, STATUS_NAMES, 
 from limi_curator.gemini_logs import convert_gemini_log_text
 
 CHUNK_BYTES = 1024 * 1024
-CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
 
 
 class CommandError(Exception):
@@ -63,8 +66,10 @@ def _print_json(message) -> None:
 def cmd_import(stub, args) -> int:
     fmt = args.format or ("csv" if args.file.lower().endswith(".csv") else "jsonl")
     request = curator_pb2.ImportQueriesRequest(
-        format=curator_pb2.IMPORT_FORMAT_CSV if fmt == "csv" else curator_pb2.IMPORT_FORMAT_JSONL, content=_read(args.file),
-        origin=os.path.basename(args.file), default_source=SOURCE_NAMES[args.source],
+        format=curator_pb2.IMPORT_FORMAT_CSV if fmt == "csv" else curator_pb2.IMPORT_FORMAT_JSONL,
+        content=_read(args.file),
+        origin=os.path.basename(args.file),
+        default_source=SOURCE_NAMES[args.source],
     )
     response = stub.ImportQueries(request, timeout=args.timeout)
     print(f"imported {response.imported} queries from {args.file} ({response.duplicates} already in the pool)")
@@ -73,8 +78,11 @@ def cmd_import(stub, args) -> int:
 
 def cmd_list(stub, args) -> int:
     request = curator_pb2.ListQueriesRequest(
-        source=SOURCE_NAMES.get(args.source, 0), category=CATEGORY_NAMES.get(args.category, 0), status=STATUS_NAMES.get(args.status, 0),
-        query_set_id=args.set or "", page_size=min(args.limit, 1000),
+        source=SOURCE_NAMES.get(args.source, 0),
+        category=CATEGORY_NAMES.get(args.category, 0),
+        status=STATUS_NAMES.get(args.status, 0),
+        query_set_id=args.set or "",
+        page_size=min(args.limit, 1000),
     )
     shown = 0
     while shown < args.limit:
@@ -82,11 +90,23 @@ def cmd_list(stub, args) -> int:
         for query in response.queries[: args.limit - shown]:
             status = status_name(response.status_by_id[query.id])
             if args.json:
-                print(json.dumps({"id": query.id, "source": source_name(query.source), "category": category_name(query.category),
-                                  "status": status, "text": query.text}, ensure_ascii=False))
+                print(
+                    json.dumps(
+                        {
+                            "id": query.id,
+                            "source": source_name(query.source),
+                            "category": category_name(query.category),
+                            "status": status,
+                            "text": query.text,
+                        },
+                        ensure_ascii=False,
+                    )
+                )
             else:
                 text = " ".join(query.text.split())
-                print(f"{query.id:<20} {source_name(query.source):<9} {category_name(query.category):<15} {status:<9} {text[:70]}")
+                print(
+                    f"{query.id:<20} {source_name(query.source):<9} {category_name(query.category):<15} {status:<9} {text[:70]}"
+                )
             shown += 1
         if not response.next_page_token:
             break
@@ -96,16 +116,23 @@ def cmd_list(stub, args) -> int:
 
 def cmd_publish_set(stub, args) -> int:
     request = curator_pb2.PublishQuerySetRequest(
-        name=args.name, query_ids=args.ids or [], source=SOURCE_NAMES.get(args.source, 0), category=CATEGORY_NAMES.get(args.category, 0),
+        name=args.name,
+        query_ids=args.ids or [],
+        source=SOURCE_NAMES.get(args.source, 0),
+        category=CATEGORY_NAMES.get(args.category, 0),
         status=STATUS_NAMES.get(args.status, 0),
     )
     query_set = stub.PublishQuerySet(request, timeout=args.timeout)
-    print(f"query set {query_set.id} (name {query_set.name}, version {query_set.version}, {len(query_set.query_ids)} queries, sha256 {query_set.content_hash})")
+    print(
+        f"query set {query_set.id} (name {query_set.name}, version {query_set.version}, {len(query_set.query_ids)} queries, sha256 {query_set.content_hash})"
+    )
     return EXIT_OK
 
 
 def cmd_emit(stub, args) -> int:
-    response = stub.EmitQuerySet(curator_pb2.EmitQuerySetRequest(query_set_id=args.set, episodes_per_query=args.episodes), timeout=args.timeout)
+    response = stub.EmitQuerySet(
+        curator_pb2.EmitQuerySetRequest(query_set_id=args.set, episodes_per_query=args.episodes), timeout=args.timeout
+    )
     print(f"emitted {response.emitted} query tasks ({response.already_emitted} had been emitted before)")
     return EXIT_OK
 
@@ -118,8 +145,14 @@ def cmd_synthesize(stub, args) -> int:
     if args.include_markdown_only:
         filters.exclude_markdown_only = False
     request = curator_pb2.SynthesizeQueriesRequest(
-        pull_requests_jsonl=_read(args.file), origin=os.path.basename(args.file), endpoint=args.endpoint or "", model=args.model or "",
-        select=args.select, filters=filters, tokenizer=args.tokenizer or "", add_to_pool=args.add_to_pool,
+        pull_requests_jsonl=_read(args.file),
+        origin=os.path.basename(args.file),
+        endpoint=args.endpoint or "",
+        model=args.model or "",
+        select=args.select,
+        filters=filters,
+        tokenizer=args.tokenizer or "",
+        add_to_pool=args.add_to_pool,
     )
     response = stub.SynthesizeQueries(request, timeout=args.timeout)
     if args.report:
@@ -130,14 +163,21 @@ def cmd_synthesize(stub, args) -> int:
     for stage in response.stages:
         dropped = ", ".join(f"{reason} {count}" for reason, count in sorted(stage.dropped.items()))
         print(f"{stage.name:<16} kept {stage.kept:>5}" + (f"   dropped: {dropped}" if dropped else ""))
-    print(f"accepted {response.accepted}, selected {len(response.selected)}; endpoint calls {response.endpoint_calls}, cache hits {response.cache_hits}; "
-          f"tokenizer {response.tokenizer}" + (f"; added {len(response.added_query_ids)} to the pool" if args.add_to_pool else ""))
+    print(
+        f"accepted {response.accepted}, selected {len(response.selected)}; endpoint calls {response.endpoint_calls}, cache hits {response.cache_hits}; "
+        f"tokenizer {response.tokenizer}"
+        + (f"; added {len(response.added_query_ids)} to the pool" if args.add_to_pool else "")
+    )
     return EXIT_OK
 
 
 def cmd_dedupe(stub, args) -> int:
-    request = curator_pb2.DedupeQueriesRequest(jaccard_threshold=args.jaccard or 0, containment_threshold=args.containment or 0,
-                                               include_benchmarks=args.benchmarks, apply=args.apply)
+    request = curator_pb2.DedupeQueriesRequest(
+        jaccard_threshold=args.jaccard or 0,
+        containment_threshold=args.containment or 0,
+        include_benchmarks=args.benchmarks,
+        apply=args.apply,
+    )
     response = stub.DedupeQueries(request, timeout=args.timeout)
     print(response.report_markdown, end="")
     if not args.apply and response.dropped:
@@ -150,18 +190,28 @@ def cmd_curate(stub, args) -> int:
     for field in ("max_failed_tool_rate", "loop_repeats", "max_empty_turns", "max_per_query"):
         if getattr(args, field) is not None:
             setattr(filters, field, getattr(args, field))
-    request = curator_pb2.CurateDatasetRequest(name=args.name, size=args.size, tokenizer=args.tokenizer or "", max_tokens=args.max_tokens,
-                                               query_set_ids=args.set or [], filters=filters)
+    request = curator_pb2.CurateDatasetRequest(
+        name=args.name,
+        size=args.size,
+        tokenizer=args.tokenizer or "",
+        max_tokens=args.max_tokens,
+        query_set_ids=args.set or [],
+        filters=filters,
+    )
     dataset = stub.CurateDataset(request, timeout=args.timeout)
     stats = dataset.stats
-    print(f"dataset {dataset.id} (name {dataset.name}, version {dataset.version}): {stats.count} samples, tokens "
-          f"{stats.tokens_min}/{stats.tokens_mean:.0f}/{stats.tokens_max} (min/mean/max, {dataset.tokenizer}), "
-          f"categories {dict(sorted(stats.categories.items()))}; file {dataset.storage_uri}")
+    print(
+        f"dataset {dataset.id} (name {dataset.name}, version {dataset.version}): {stats.count} samples, tokens "
+        f"{stats.tokens_min}/{stats.tokens_mean:.0f}/{stats.tokens_max} (min/mean/max, {dataset.tokenizer}), "
+        f"categories {dict(sorted(stats.categories.items()))}; file {dataset.storage_uri}"
+    )
     return EXIT_OK
 
 
 def cmd_export_limi(stub, args) -> int:
-    request = curator_pb2.ExportLimiDatasetRequest(dataset_id=args.dataset_id, strict=args.strict, json_array=args.json_array)
+    request = curator_pb2.ExportLimiDatasetRequest(
+        dataset_id=args.dataset_id, strict=args.strict, json_array=args.json_array
+    )
     data = b"".join(chunk.data for chunk in stub.ExportLimiDataset(request, timeout=args.timeout))
     _write(args.out, data)
     print(f"wrote dataset {args.dataset_id} to {args.out} ({len(data)} bytes)")
@@ -172,15 +222,19 @@ def cmd_import_limi(stub, args) -> int:
     content = _read(args.file)
 
     def chunks():
-        first = curator_pb2.ImportLimiDatasetChunk(origin=os.path.basename(args.file), publish_as=args.publish_as or "", category=args.category or "")
+        first = curator_pb2.ImportLimiDatasetChunk(
+            origin=os.path.basename(args.file), publish_as=args.publish_as or "", category=args.category or ""
+        )
         first.data = content[:CHUNK_BYTES]
         yield first
         for start in range(CHUNK_BYTES, len(content), CHUNK_BYTES):
             yield curator_pb2.ImportLimiDatasetChunk(data=content[start : start + CHUNK_BYTES])
 
     response = stub.ImportLimiDataset(chunks(), timeout=args.timeout)
-    print(f"imported {response.imported} trajectories from {args.file} ({response.duplicates} already stored)"
-          + (f"; dataset {response.dataset.id} version {response.dataset.version}" if response.dataset.id else ""))
+    print(
+        f"imported {response.imported} trajectories from {args.file} ({response.duplicates} already stored)"
+        + (f"; dataset {response.dataset.id} version {response.dataset.version}" if response.dataset.id else "")
+    )
     return EXIT_OK
 
 
@@ -203,7 +257,11 @@ def cmd_convert_gemini(args) -> int:
     samples = []
     for path in args.logs:
         try:
-            samples.append(convert_gemini_log_text(_read(path), os.path.basename(path), plain_system_prompt=args.plain_system_prompt))
+            samples.append(
+                convert_gemini_log_text(
+                    _read(path), os.path.basename(path), plain_system_prompt=args.plain_system_prompt
+                )
+            )
         except InvalidArgument as exc:
             raise CommandError(str(exc), EXIT_USAGE) from None
     if args.json_array:
@@ -220,19 +278,33 @@ def cmd_convert_gemini(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     default_address = os.environ.get("LIMI_CURATOR_GRPC_ADDRESS", f"127.0.0.1:{DEFAULT_PORTS['curator'].grpc}")
-    parser = argparse.ArgumentParser(prog="limi curator", description="Curate queries, synthesize tasks from PRs, dedupe, and build LIMI datasets.")
-    parser.add_argument("--address", default=default_address, help=f"the curator's gRPC address (default {default_address})")
+    parser = argparse.ArgumentParser(
+        prog="limi curator", description="Curate queries, synthesize tasks from PRs, dedupe, and build LIMI datasets."
+    )
+    parser.add_argument(
+        "--address", default=default_address, help=f"the curator's gRPC address (default {default_address})"
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each call (default 600)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sources, categories, statuses = sorted(SOURCE_NAMES), sorted(CATEGORY_NAMES), sorted(STATUS_NAMES)
 
-    p = commands.add_parser("import", help="import real queries from JSONL or CSV", description="Import queries (fields: text, category, source, id, author, url, labels ...).")
-    p.add_argument("file", help="a .jsonl file (one JSON object per line) or a .csv file with a header holding a 'text' column")
+    p = commands.add_parser(
+        "import",
+        help="import real queries from JSONL or CSV",
+        description="Import queries (fields: text, category, source, id, author, url, labels ...).",
+    )
+    p.add_argument(
+        "file", help="a .jsonl file (one JSON object per line) or a .csv file with a header holding a 'text' column"
+    )
     p.add_argument("--format", choices=("jsonl", "csv"), help="file format (default: from the file name)")
     p.add_argument("--source", choices=sources, default="real", help="source of rows that name none (default real)")
     p.set_defaults(handler=cmd_import)
 
-    p = commands.add_parser("list", help="list queries in the pool", description="List queries, oldest first, filtered by source, category, status or set.")
+    p = commands.add_parser(
+        "list",
+        help="list queries in the pool",
+        description="List queries, oldest first, filtered by source, category, status or set.",
+    )
     p.add_argument("--source", choices=sources, help="only this source")
     p.add_argument("--category", choices=categories, help="only this category")
     p.add_argument("--status", choices=statuses, help="only this status")
@@ -241,84 +313,180 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.set_defaults(handler=cmd_list)
 
-    p = commands.add_parser("publish-set", help="freeze queries into an immutable, content-hashed set",
-                            description="Publish a query set: the given ids, or every query matching the filters (never dropped ones).")
-    p.add_argument("--name", required=True, help="the set's name; same content under the same name returns the existing version")
+    p = commands.add_parser(
+        "publish-set",
+        help="freeze queries into an immutable, content-hashed set",
+        description="Publish a query set: the given ids, or every query matching the filters (never dropped ones).",
+    )
+    p.add_argument(
+        "--name", required=True, help="the set's name; same content under the same name returns the existing version"
+    )
     p.add_argument("--ids", nargs="+", help="query ids (default: every query matching the filters)")
     p.add_argument("--source", choices=sources, help="filter when no ids are given")
     p.add_argument("--category", choices=categories, help="filter when no ids are given")
     p.add_argument("--status", choices=statuses, help="filter when no ids are given")
     p.set_defaults(handler=cmd_publish_set)
 
-    p = commands.add_parser("emit", help="send a published set to the rollout service (idempotent)",
-                            description="Emit one QueryTask per query of a set; queries emitted before are not sent again.")
+    p = commands.add_parser(
+        "emit",
+        help="send a published set to the rollout service (idempotent)",
+        description="Emit one QueryTask per query of a set; queries emitted before are not sent again.",
+    )
     p.add_argument("--set", required=True, help="the query set id")
     p.add_argument("--episodes", type=int, default=1, help="episodes wanted per query (default 1)")
     p.set_defaults(handler=cmd_emit)
 
-    p = commands.add_parser("synthesize", help="synthesize task queries from pull-request records",
-                            description="Filter PR records, ask an OpenAI-compatible model for task descriptions, check alignment, decontaminate, select N for coverage.")
-    p.add_argument("file", help="PR records as JSONL (repository, stars, number, title, body, diff, changed_files, base_sha, head_sha)")
-    p.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (default: the service's setting)")
+    p = commands.add_parser(
+        "synthesize",
+        help="synthesize task queries from pull-request records",
+        description="Filter PR records, ask an OpenAI-compatible model for task descriptions, check alignment, decontaminate, select N for coverage.",
+    )
+    p.add_argument(
+        "file",
+        help="PR records as JSONL (repository, stars, number, title, body, diff, changed_files, base_sha, head_sha)",
+    )
+    p.add_argument(
+        "--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (default: the service's setting)"
+    )
     p.add_argument("--model", help="model name to ask (default: the service's setting)")
-    p.add_argument("--select", type=int, default=0, help="how many queries to select (default: the service's setting, 18 as in LIMI)")
-    p.add_argument("--min-stars", dest="min_stars", type=int, help="keep repositories with at least this many stars (default 10001)")
-    p.add_argument("--max-diff-tokens", dest="max_diff_tokens", type=int, help="keep diffs of at most this many tokens (default 1199)")
-    p.add_argument("--min-changed-files", dest="min_changed_files", type=int, help="keep PRs changing at least this many files (default 1)")
-    p.add_argument("--max-changed-files", dest="max_changed_files", type=int, help="keep PRs changing at most this many files (default 1)")
+    p.add_argument(
+        "--select",
+        type=int,
+        default=0,
+        help="how many queries to select (default: the service's setting, 18 as in LIMI)",
+    )
+    p.add_argument(
+        "--min-stars",
+        dest="min_stars",
+        type=int,
+        help="keep repositories with at least this many stars (default 10001)",
+    )
+    p.add_argument(
+        "--max-diff-tokens",
+        dest="max_diff_tokens",
+        type=int,
+        help="keep diffs of at most this many tokens (default 1199)",
+    )
+    p.add_argument(
+        "--min-changed-files",
+        dest="min_changed_files",
+        type=int,
+        help="keep PRs changing at least this many files (default 1)",
+    )
+    p.add_argument(
+        "--max-changed-files",
+        dest="max_changed_files",
+        type=int,
+        help="keep PRs changing at most this many files (default 1)",
+    )
     p.add_argument("--include-markdown-only", action="store_true", help="keep PRs that change only Markdown files")
     p.add_argument("--tokenizer", help="tokenizer.json on the service for diff token counts")
-    p.add_argument("--add-to-pool", action="store_true", help="add the selected queries to the pool as synthetic, pending")
+    p.add_argument(
+        "--add-to-pool", action="store_true", help="add the selected queries to the pool as synthetic, pending"
+    )
     p.add_argument("--report", help="also write the markdown report to this file")
     p.add_argument("--json", action="store_true", help="print the whole response as JSON")
     p.set_defaults(handler=cmd_synthesize)
 
-    p = commands.add_parser("dedupe", help="find near-duplicates in the pool and overlap with HumanEval / AgencyBench",
-                            description="MinHash near-duplicate detection within the pool and against evaluation data; prints a report.")
+    p = commands.add_parser(
+        "dedupe",
+        help="find near-duplicates in the pool and overlap with HumanEval / AgencyBench",
+        description="MinHash near-duplicate detection within the pool and against evaluation data; prints a report.",
+    )
     p.add_argument("--jaccard", type=float, help="Jaccard threshold for near-duplicates (default: the service's, 0.7)")
-    p.add_argument("--containment", type=float, help="shingle containment threshold for benchmark overlap (default: the service's, 0.6)")
-    p.add_argument("--benchmarks", action="store_true", help="also compare with HumanEval prompts and AgencyBench queries")
+    p.add_argument(
+        "--containment",
+        type=float,
+        help="shingle containment threshold for benchmark overlap (default: the service's, 0.6)",
+    )
+    p.add_argument(
+        "--benchmarks", action="store_true", help="also compare with HumanEval prompts and AgencyBench queries"
+    )
     p.add_argument("--apply", action="store_true", help="mark the dropped queries DROPPED (default: report only)")
     p.set_defaults(handler=cmd_dedupe)
 
-    p = commands.add_parser("curate", help="select a training dataset from stored trajectories and publish it",
-                            description="Score and filter trajectories, select N with category and repository coverage, publish a versioned dataset.")
+    p = commands.add_parser(
+        "curate",
+        help="select a training dataset from stored trajectories and publish it",
+        description="Score and filter trajectories, select N with category and repository coverage, publish a versioned dataset.",
+    )
     p.add_argument("--name", required=True, help="dataset name (versions count per name)")
     p.add_argument("--size", type=int, required=True, help="number of trajectories to select")
-    p.add_argument("--tokenizer", help="tokenizer.json on the service (default: the service's, else a word/punctuation count)")
-    p.add_argument("--max-tokens", dest="max_tokens", type=int, default=0, help="drop samples longer than this (default 125000)")
+    p.add_argument(
+        "--tokenizer", help="tokenizer.json on the service (default: the service's, else a word/punctuation count)"
+    )
+    p.add_argument(
+        "--max-tokens", dest="max_tokens", type=int, default=0, help="drop samples longer than this (default 125000)"
+    )
     p.add_argument("--set", nargs="+", help="only trajectories of these query set ids")
     p.add_argument("--include-failed", action="store_true", help="also consider failed and aborted episodes")
-    p.add_argument("--max-failed-tool-rate", dest="max_failed_tool_rate", type=float, help="highest share of failed tool calls (default 0.5)")
-    p.add_argument("--loop-repeats", dest="loop_repeats", type=int, help="identical consecutive actions that count as a loop (default 3)")
-    p.add_argument("--max-empty-turns", dest="max_empty_turns", type=int, help="empty assistant turns allowed (default 0)")
+    p.add_argument(
+        "--max-failed-tool-rate",
+        dest="max_failed_tool_rate",
+        type=float,
+        help="highest share of failed tool calls (default 0.5)",
+    )
+    p.add_argument(
+        "--loop-repeats",
+        dest="loop_repeats",
+        type=int,
+        help="identical consecutive actions that count as a loop (default 3)",
+    )
+    p.add_argument(
+        "--max-empty-turns", dest="max_empty_turns", type=int, help="empty assistant turns allowed (default 0)"
+    )
     p.add_argument("--max-per-query", dest="max_per_query", type=int, help="trajectories kept per query (default 1)")
     p.set_defaults(handler=cmd_curate)
 
-    p = commands.add_parser("export-limi", help="write a dataset in the LIMI schema", description="Export a dataset as LIMI JSONL or a JSON array.")
+    p = commands.add_parser(
+        "export-limi",
+        help="write a dataset in the LIMI schema",
+        description="Export a dataset as LIMI JSONL or a JSON array.",
+    )
     p.add_argument("dataset_id", help="the dataset id")
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--strict", action="store_true", help="only the public keys (tools, messages); drop limi's metadata")
-    p.add_argument("--json-array", dest="json_array", action="store_true", help="one JSON array, the form of the public LIMI dataset")
+    p.add_argument(
+        "--json-array",
+        dest="json_array",
+        action="store_true",
+        help="one JSON array, the form of the public LIMI dataset",
+    )
     p.set_defaults(handler=cmd_export_limi)
 
-    p = commands.add_parser("import-limi", help="import a LIMI dataset (JSON array or JSONL) as trajectories",
-                            description="Import LIMI samples; errors name the sample and the field.")
+    p = commands.add_parser(
+        "import-limi",
+        help="import a LIMI dataset (JSON array or JSONL) as trajectories",
+        description="Import LIMI samples; errors name the sample and the field.",
+    )
     p.add_argument("file", help="the dataset file")
-    p.add_argument("--publish-as", dest="publish_as", help="also publish the samples, in file order, as a dataset of this name")
+    p.add_argument(
+        "--publish-as", dest="publish_as", help="also publish the samples, in file order, as a dataset of this name"
+    )
     p.add_argument("--category", help=f"category label for the imported trajectories ({', '.join(categories)})")
     p.set_defaults(handler=cmd_import_limi)
 
-    p = commands.add_parser("convert-gemini", help="convert Gemini CLI event logs into LIMI samples (local, no service)",
-                            description="Convert event logs ({events: [...]} with api_request_full) into LIMI samples.")
+    p = commands.add_parser(
+        "convert-gemini",
+        help="convert Gemini CLI event logs into LIMI samples (local, no service)",
+        description="Convert event logs ({events: [...]} with api_request_full) into LIMI samples.",
+    )
     p.add_argument("logs", nargs="+", help="event log files (JSON)")
     p.add_argument("--out", required=True, help="file to write: JSONL, or a JSON array with --json-array")
     p.add_argument("--json-array", dest="json_array", action="store_true", help="write one JSON array")
-    p.add_argument("--plain-system-prompt", dest="plain_system_prompt", action="store_true", help="do not append LIMI's tool list to the system prompt")
+    p.add_argument(
+        "--plain-system-prompt",
+        dest="plain_system_prompt",
+        action="store_true",
+        help="do not append LIMI's tool list to the system prompt",
+    )
     p.set_defaults(handler=cmd_convert_gemini, local=True)
 
-    p = commands.add_parser("report", help="print a dataset's report and save its histogram",
-                            description="Markdown summary of a dataset; with --out also the PNG histogram of token lengths and categories.")
+    p = commands.add_parser(
+        "report",
+        help="print a dataset's report and save its histogram",
+        description="Markdown summary of a dataset; with --out also the PNG histogram of token lengths and categories.",
+    )
     p.add_argument("dataset_id", help="the dataset id")
     p.add_argument("--out", help="directory to write the PNG and the markdown into")
     p.set_defaults(handler=cmd_report)

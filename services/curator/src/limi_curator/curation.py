@@ -33,8 +33,15 @@ class CurationResult:
     funnel: Funnel
 
 
-def curate(trajectories: list[trajectory_pb2.Trajectory], *, size: int, counter: TokenCounter, config: QualityConfig,
-           max_per_query: int, facets: Facets) -> CurationResult:
+def curate(
+    trajectories: list[trajectory_pb2.Trajectory],
+    *,
+    size: int,
+    counter: TokenCounter,
+    config: QualityConfig,
+    max_per_query: int,
+    facets: Facets,
+) -> CurationResult:
     funnel = Funnel()
     funnel.keep("input", len(trajectories))
     passing: list[Assessment] = []
@@ -69,7 +76,11 @@ def curate(trajectories: list[trajectory_pb2.Trajectory], *, size: int, counter:
 
     facet_of = {a.id: facets(a.trajectory) for a in best}
     selected = select_with_coverage(
-        best, size, [(lambda a: facet_of[a.id][0], 2.0), (lambda a: facet_of[a.id][1], 1.0)], score=lambda a: a.score, key=lambda a: a.id
+        best,
+        size,
+        [(lambda a: facet_of[a.id][0], 2.0), (lambda a: facet_of[a.id][1], 1.0)],
+        score=lambda a: a.score,
+        key=lambda a: a.id,
     )
     chosen = {a.id for a in selected}
     funnel.keep("selection", len(selected))
@@ -79,8 +90,15 @@ def curate(trajectories: list[trajectory_pb2.Trajectory], *, size: int, counter:
     return CurationResult(selected, [facet_of[a.id][0] for a in selected], funnel)
 
 
-def draw_at_random(trajectories: list[trajectory_pb2.Trajectory], *, size: int, seed: int, counter: TokenCounter, max_tokens: int,
-                   facets: Facets) -> CurationResult:
+def draw_at_random(
+    trajectories: list[trajectory_pb2.Trajectory],
+    *,
+    size: int,
+    seed: int,
+    counter: TokenCounter,
+    max_tokens: int,
+    facets: Facets,
+) -> CurationResult:
     """No curation: `size` trajectories drawn uniformly at random (the same for the same seed).
 
     Only what cannot be written as a LIMI sample, or is longer than `max_tokens`, is left out;
@@ -88,7 +106,9 @@ def draw_at_random(trajectories: list[trajectory_pb2.Trajectory], *, size: int, 
     """
     funnel = Funnel()
     funnel.keep("input", len(trajectories))
-    permissive = QualityConfig(max_tokens, include_failed=True, max_failed_tool_rate=1.0, loop_repeats=1 << 30, max_empty_turns=1 << 30)
+    permissive = QualityConfig(
+        max_tokens, include_failed=True, max_failed_tool_rate=1.0, loop_repeats=1 << 30, max_empty_turns=1 << 30
+    )
     usable: list[Assessment] = []
     for trajectory in sorted(trajectories, key=lambda t: t.id):
         assessment = assess(trajectory, counter, permissive)

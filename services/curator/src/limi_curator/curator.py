@@ -87,13 +87,24 @@ class Curator:
                 query = self.pool.get(trajectory.lineage.query_id)
             except NotFound:
                 query = None
-        category = category_name(query.category) if query and query.category else trajectory.labels.get("category", "unspecified")
-        repository = (query.provenance.repository if query else "") or trajectory.labels.get("repository") or trajectory.lineage.query_id or "unknown"
+        category = (
+            category_name(query.category)
+            if query and query.category
+            else trajectory.labels.get("category", "unspecified")
+        )
+        repository = (
+            (query.provenance.repository if query else "")
+            or trajectory.labels.get("repository")
+            or trajectory.lineage.query_id
+            or "unknown"
+        )
         return category, repository
 
     # ------------------------------------------------------------ query pool
 
-    def import_queries(self, import_format: str, content: bytes, origin: str, default_source: int) -> tuple[list[str], list[query_pb2.Query]]:
+    def import_queries(
+        self, import_format: str, content: bytes, origin: str, default_source: int
+    ) -> tuple[list[str], list[query_pb2.Query]]:
         if not content.strip():
             raise InvalidArgument("content", "is empty")
         parse = {"jsonl": query_import.parse_jsonl, "csv": query_import.parse_csv}.get(import_format)
@@ -103,30 +114,63 @@ class Curator:
 
     # ------------------------------------------------------------ synthesis
 
-    def synthesize(self, *, content: bytes, origin: str, endpoint: str, model: str, select: int, filters: dict, tokenizer: str,
-                   add_to_pool: bool) -> tuple[SynthesisResult, list[str], str]:
+    def synthesize(
+        self,
+        *,
+        content: bytes,
+        origin: str,
+        endpoint: str,
+        model: str,
+        select: int,
+        filters: dict,
+        tokenizer: str,
+        add_to_pool: bool,
+    ) -> tuple[SynthesisResult, list[str], str]:
         endpoint = endpoint or self.settings.synthesis_endpoint
         model = model or self.settings.synthesis_model
         if not content.strip():
             raise InvalidArgument("pull_requests_jsonl", "is empty")
         if not endpoint.startswith(("http://", "https://")):
-            raise InvalidArgument("endpoint", "must be an http(s) URL of an OpenAI-compatible API (or set LIMI_CURATOR_SYNTHESIS_ENDPOINT)")
+            raise InvalidArgument(
+                "endpoint",
+                "must be an http(s) URL of an OpenAI-compatible API (or set LIMI_CURATOR_SYNTHESIS_ENDPOINT)",
+            )
         if not model:
             raise InvalidArgument("model", "is required (or set LIMI_CURATOR_SYNTHESIS_MODEL)")
         if select < 0 or select > MAX_SELECT:
-            raise InvalidArgument("select", f"must be between 1 and {MAX_SELECT} (0: the service's default), got {select}")
+            raise InvalidArgument(
+                "select", f"must be between 1 and {MAX_SELECT} (0: the service's default), got {select}"
+            )
         settings = self.settings
-        config = FilterConfig(settings.min_stars, settings.max_diff_tokens, settings.exclude_markdown_only, settings.min_changed_files,
-                              settings.max_changed_files)
+        config = FilterConfig(
+            settings.min_stars,
+            settings.max_diff_tokens,
+            settings.exclude_markdown_only,
+            settings.min_changed_files,
+            settings.max_changed_files,
+        )
         config = dataclasses.replace(config, **filters)
         config.validate()
         counter = self.token_counter(tokenizer)
         records = parse_pull_requests(content, origin or "pull_requests.jsonl")
-        client = PolicyClient(endpoint, model, api_key=settings.synthesis_api_key, timeout_seconds=settings.synthesis_timeout_seconds,
-                              retry=RetryPolicy(attempts=settings.synthesis_retries + 1, first_backoff_seconds=0.5, max_backoff_seconds=8.0),
-                              dependency="synthesis")
-        options = SynthesisOptions(config, select or settings.synthesis_select, model, settings.synthesis_temperature,
-                                   settings.synthesis_concurrency, origin or "pull_requests.jsonl")
+        client = PolicyClient(
+            endpoint,
+            model,
+            api_key=settings.synthesis_api_key,
+            timeout_seconds=settings.synthesis_timeout_seconds,
+            retry=RetryPolicy(
+                attempts=settings.synthesis_retries + 1, first_backoff_seconds=0.5, max_backoff_seconds=8.0
+            ),
+            dependency="synthesis",
+        )
+        options = SynthesisOptions(
+            config,
+            select or settings.synthesis_select,
+            model,
+            settings.synthesis_temperature,
+            settings.synthesis_concurrency,
+            origin or "pull_requests.jsonl",
+        )
         benchmarks_note = ""
         try:
             index = self.benchmark_index()
@@ -135,10 +179,20 @@ class Curator:
         deduplicator = Deduplicator(self._hasher, settings.dedupe_jaccard, settings.dedupe_containment, index)
         # Queries synthesized earlier from these same PRs are this run's own results, not duplicates to avoid.
         these_prs = {(record.repository, record.number) for record in records}
-        pool_texts = [(query.id, query.text) for query in self.pool.all_active()
-                      if (query.provenance.repository, query.provenance.pull_request) not in these_prs]
-        result = synthesize(records, options=options, client=client, cache=self.synthesis_cache, counter=counter,
-                            deduplicator=deduplicator, pool_texts=pool_texts)
+        pool_texts = [
+            (query.id, query.text)
+            for query in self.pool.all_active()
+            if (query.provenance.repository, query.provenance.pull_request) not in these_prs
+        ]
+        result = synthesize(
+            records,
+            options=options,
+            client=client,
+            cache=self.synthesis_cache,
+            counter=counter,
+            deduplicator=deduplicator,
+            pool_texts=pool_texts,
+        )
         added: list[str] = []
         if add_to_pool and result.selected:
             added = [query.id for query in self.pool.add([candidate.query for candidate in result.selected])[1]]
@@ -146,8 +200,13 @@ class Curator:
 
     # ------------------------------------------------------------ dedupe
 
-    def dedupe(self, *, jaccard_threshold: float, containment_threshold: float, include_benchmarks: bool, apply: bool) -> DedupeResult:
-        for field, value in (("jaccard_threshold", jaccard_threshold), ("containment_threshold", containment_threshold)):
+    def dedupe(
+        self, *, jaccard_threshold: float, containment_threshold: float, include_benchmarks: bool, apply: bool
+    ) -> DedupeResult:
+        for field, value in (
+            ("jaccard_threshold", jaccard_threshold),
+            ("containment_threshold", containment_threshold),
+        ):
             if not 0 <= value <= 1:
                 raise InvalidArgument(field, f"must be between 0 and 1 (0: the service's setting), got {value:g}")
         jaccard = jaccard_threshold or self.settings.dedupe_jaccard
@@ -158,13 +217,26 @@ class Curator:
         dropped = Deduplicator(self._hasher, jaccard, containment, index).find(texts)
         if apply and dropped:
             self.pool.mark_dropped({d.id: f"{d.reason}: {d.matched} ({d.similarity:.2f})" for d in dropped})
-        markdown = dedupe_report_markdown(len(texts), len(index) if index else 0, dropped, jaccard, containment, dict(texts))
+        markdown = dedupe_report_markdown(
+            len(texts), len(index) if index else 0, dropped, jaccard, containment, dict(texts)
+        )
         return DedupeResult(len(texts), dropped, len(index) if index else 0, markdown)
 
     # ------------------------------------------------------------ datasets
 
-    def curate_dataset(self, *, name: str, size: int, tokenizer: str, max_tokens: int, query_set_ids: list[str], include_failed: bool,
-                       overrides: dict, at_random: bool = False, seed: int = 0) -> tuple[dataset_pb2.Dataset, bool]:
+    def curate_dataset(
+        self,
+        *,
+        name: str,
+        size: int,
+        tokenizer: str,
+        max_tokens: int,
+        query_set_ids: list[str],
+        include_failed: bool,
+        overrides: dict,
+        at_random: bool = False,
+        seed: int = 0,
+    ) -> tuple[dataset_pb2.Dataset, bool]:
         check_set_name(name)
         if size < 1 or size > MAX_SELECT:
             raise InvalidArgument("size", f"must be between 1 and {MAX_SELECT}, got {size}")
@@ -182,8 +254,13 @@ class Curator:
         max_per_query = overrides.pop("max_per_query", 1)
         if max_per_query < 1:
             raise InvalidArgument("filters.max_per_query", "must be at least 1")
-        config = QualityConfig(max_tokens or settings.max_trajectory_tokens, include_failed, settings.max_failed_tool_rate,
-                               settings.loop_repeats, settings.max_empty_turns)
+        config = QualityConfig(
+            max_tokens or settings.max_trajectory_tokens,
+            include_failed,
+            settings.max_failed_tool_rate,
+            settings.loop_repeats,
+            settings.max_empty_turns,
+        )
         config = dataclasses.replace(config, **overrides)
         if not 0 <= config.max_failed_tool_rate <= 1:
             raise InvalidArgument("filters.max_failed_tool_rate", "must be between 0 and 1")
@@ -194,20 +271,34 @@ class Curator:
         counter = self.token_counter(tokenizer)
         trajectories = self.trajectories.load(query_set_ids=query_set_ids or None)
         if not trajectories:
-            raise FailedPrecondition("no trajectories are stored" + (" for these query sets" if query_set_ids else "") + " yet")
+            raise FailedPrecondition(
+                "no trajectories are stored" + (" for these query sets" if query_set_ids else "") + " yet"
+            )
         if at_random:
-            result = draw_at_random(trajectories, size=size, seed=seed, counter=counter, max_tokens=config.max_tokens, facets=self.facets)
+            result = draw_at_random(
+                trajectories, size=size, seed=seed, counter=counter, max_tokens=config.max_tokens, facets=self.facets
+            )
         else:
-            result = curate(trajectories, size=size, counter=counter, config=config, max_per_query=max_per_query, facets=self.facets)
+            result = curate(
+                trajectories, size=size, counter=counter, config=config, max_per_query=max_per_query, facets=self.facets
+            )
         counts = result.funnel.flat_counts()
         if not result.selected:
             raise FailedPrecondition(f"no trajectory passed the filters: {counts}")
-        dataset, new = self.datasets.save(name, [a.trajectory for a in result.selected], [a.tokens for a in result.selected],
-                                          result.categories, counter.name, counts)
+        dataset, new = self.datasets.save(
+            name,
+            [a.trajectory for a in result.selected],
+            [a.tokens for a in result.selected],
+            result.categories,
+            counter.name,
+            counts,
+        )
         self.report(dataset.id)
         return dataset, new
 
-    def import_limi(self, *, content: bytes, origin: str, category: str, publish_as: str) -> tuple[list[str], int, dataset_pb2.Dataset | None, bool]:
+    def import_limi(
+        self, *, content: bytes, origin: str, category: str, publish_as: str
+    ) -> tuple[list[str], int, dataset_pb2.Dataset | None, bool]:
         origin = origin or "limi.jsonl"
         if category:
             try:
@@ -228,9 +319,13 @@ class Curator:
         if not publish_as:
             return ids, duplicates, None, False
         counter = self.token_counter("")
-        lengths = [counter.count(render_for_counting(limi_format.trajectory_to_limi(t, strict=True))) for t in trajectories]
+        lengths = [
+            counter.count(render_for_counting(limi_format.trajectory_to_limi(t, strict=True))) for t in trajectories
+        ]
         categories = [self.facets(t)[0] for t in trajectories]
-        dataset, new = self.datasets.save(publish_as, trajectories, lengths, categories, counter.name, {"import.kept": len(trajectories)})
+        dataset, new = self.datasets.save(
+            publish_as, trajectories, lengths, categories, counter.name, {"import.kept": len(trajectories)}
+        )
         self.report(dataset.id)
         return ids, duplicates, dataset, new
 

@@ -41,8 +41,15 @@ class DatasetStore:
     def __init__(self, db: CuratorDatabase, directory: pathlib.Path) -> None:
         self._db, self.directory = db, directory
 
-    def save(self, name: str, trajectories: list[trajectory_pb2.Trajectory], token_lengths: list[int], categories: list[str],
-             tokenizer: str, filter_counts: dict[str, int]) -> tuple[dataset_pb2.Dataset, bool]:
+    def save(
+        self,
+        name: str,
+        trajectories: list[trajectory_pb2.Trajectory],
+        token_lengths: list[int],
+        categories: list[str],
+        tokenizer: str,
+        filter_counts: dict[str, int],
+    ) -> tuple[dataset_pb2.Dataset, bool]:
         """Write and record a dataset; returns (dataset, whether it is new)."""
         content = dataset_jsonl(trajectories)
         digest = hashlib.sha256(content).hexdigest()
@@ -52,8 +59,14 @@ class DatasetStore:
             return _dataset(existing[0][0]), False
         path = self.directory / f"{dataset_id}.jsonl"
         _write_atomically(path, content)
-        dataset = dataset_pb2.Dataset(id=dataset_id, name=name, content_hash=digest, trajectory_ids=[t.id for t in trajectories],
-                                      storage_uri=path.resolve().as_uri(), tokenizer=tokenizer)
+        dataset = dataset_pb2.Dataset(
+            id=dataset_id,
+            name=name,
+            content_hash=digest,
+            trajectory_ids=[t.id for t in trajectories],
+            storage_uri=path.resolve().as_uri(),
+            tokenizer=tokenizer,
+        )
         dataset.created_at.FromNanoseconds(time.time_ns())
         stats = dataset.stats
         stats.count = len(trajectories)
@@ -62,11 +75,21 @@ class DatasetStore:
             stats.tokens_mean = statistics.fmean(token_lengths)
         stats.categories.update(Counter(categories))
         with self._db.transaction() as connection:
-            (latest,) = connection.execute("SELECT COALESCE(MAX(version), 0) FROM datasets WHERE name = ?", (name,)).fetchone()
+            (latest,) = connection.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM datasets WHERE name = ?", (name,)
+            ).fetchone()
             dataset.version = latest + 1
             connection.execute(
                 "INSERT INTO datasets (id, name, version, content_hash, proto, filter_counts, token_lengths) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (dataset_id, name, dataset.version, digest, dataset.SerializeToString(), json.dumps(filter_counts), json.dumps(token_lengths)),
+                (
+                    dataset_id,
+                    name,
+                    dataset.version,
+                    digest,
+                    dataset.SerializeToString(),
+                    json.dumps(filter_counts),
+                    json.dumps(token_lengths),
+                ),
             )
         return dataset, True
 

@@ -50,7 +50,9 @@ class BenchmarkIndex:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def best_match(self, shingles: frozenset[int], jaccard_threshold: float, containment_threshold: float) -> Duplicate | None:
+    def best_match(
+        self, shingles: frozenset[int], jaccard_threshold: float, containment_threshold: float
+    ) -> Duplicate | None:
         shared = Counter()
         for shingle in shingles:
             for position in self._postings.get(shingle, ()):
@@ -62,7 +64,9 @@ class BenchmarkIndex:
             if similarity >= jaccard_threshold:
                 candidate = Duplicate("", "benchmark_near_duplicate", self._ids[position], similarity)
             elif count >= MIN_SHARED_SHINGLES and max(count / len(shingles), count / size) >= containment_threshold:
-                candidate = Duplicate("", "benchmark_overlap", self._ids[position], max(count / len(shingles), count / size))
+                candidate = Duplicate(
+                    "", "benchmark_overlap", self._ids[position], max(count / len(shingles), count / size)
+                )
             else:
                 continue
             if best is None or _rank(candidate) > _rank(best):
@@ -75,8 +79,13 @@ def _rank(duplicate: Duplicate) -> tuple[bool, float]:
 
 
 class Deduplicator:
-    def __init__(self, hasher: MinHasher, jaccard_threshold: float, containment_threshold: float,
-                 benchmarks: BenchmarkIndex | None = None) -> None:
+    def __init__(
+        self,
+        hasher: MinHasher,
+        jaccard_threshold: float,
+        containment_threshold: float,
+        benchmarks: BenchmarkIndex | None = None,
+    ) -> None:
         self._hasher = hasher
         self.jaccard_threshold, self.containment_threshold = jaccard_threshold, containment_threshold
         self._benchmarks = benchmarks
@@ -106,7 +115,9 @@ class Deduplicator:
             index.add(key, signature)
         return dropped
 
-    def _nearest_kept(self, key, shingles, signature, index: LshIndex, kept: dict[str, frozenset[int]]) -> Duplicate | None:
+    def _nearest_kept(
+        self, key, shingles, signature, index: LshIndex, kept: dict[str, frozenset[int]]
+    ) -> Duplicate | None:
         best: Duplicate | None = None
         for other in index.candidates(signature):
             if other == key:
@@ -117,15 +128,23 @@ class Deduplicator:
         return best
 
 
-def dedupe_report_markdown(scanned: int, benchmark_texts: int, dropped: Sequence[Duplicate], jaccard_threshold: float,
-                           containment_threshold: float, texts: dict[str, str]) -> str:
+def dedupe_report_markdown(
+    scanned: int,
+    benchmark_texts: int,
+    dropped: Sequence[Duplicate],
+    jaccard_threshold: float,
+    containment_threshold: float,
+    texts: dict[str, str],
+) -> str:
     reasons = Counter(item.reason for item in dropped)
     lines = [
         "# Dedupe and decontamination",
         "",
         f"Scanned {scanned} queries against each other and {benchmark_texts} benchmark texts "
         f"(Jaccard threshold {jaccard_threshold:g}, containment threshold {containment_threshold:g}).",
-        f"Dropped {len(dropped)}: " + (", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items())) or "none") + ".",
+        f"Dropped {len(dropped)}: "
+        + (", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items())) or "none")
+        + ".",
     ]
     if dropped:
         lines += ["", "| query | reason | matched | similarity | text |", "| --- | --- | --- | ---: | --- |"]

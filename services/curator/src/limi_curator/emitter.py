@@ -34,7 +34,9 @@ def query_task_msg_id(query_set_id: str, query_id: str) -> str:
     return event_id("query", query_set_id, query_id)
 
 
-async def emit_query_set(pool: QueryPool, publish: Publish, query_set_id: str, episodes: int, policy_model: str = "") -> EmitResult:
+async def emit_query_set(
+    pool: QueryPool, publish: Publish, query_set_id: str, episodes: int, policy_model: str = ""
+) -> EmitResult:
     if not query_set_id:
         raise InvalidArgument("query_set_id", "is required")
     if episodes < 0 or episodes > MAX_EPISODES:

@@ -21,7 +21,15 @@ from typing import Any
 
 from limi_core.errors import InvalidArgument
 
-GEMINI_TYPES = {"STRING": "string", "NUMBER": "number", "INTEGER": "integer", "BOOLEAN": "boolean", "ARRAY": "array", "OBJECT": "object", "NULL": "null"}
+GEMINI_TYPES = {
+    "STRING": "string",
+    "NUMBER": "number",
+    "INTEGER": "integer",
+    "BOOLEAN": "boolean",
+    "ARRAY": "array",
+    "OBJECT": "object",
+    "NULL": "null",
+}
 
 
 class GeminiLogError(InvalidArgument):
@@ -32,8 +40,14 @@ class GeminiLogError(InvalidArgument):
 def lower_schema_types(schema: Any) -> Any:
     """A copy of a Gemini schema with every `type` value in JSON-schema spelling."""
     if isinstance(schema, dict):
-        return {key: (GEMINI_TYPES.get(value, value.lower()) if key == "type" and isinstance(value, str) else lower_schema_types(value))
-                for key, value in schema.items()}
+        return {
+            key: (
+                GEMINI_TYPES.get(value, value.lower())
+                if key == "type" and isinstance(value, str)
+                else lower_schema_types(value)
+            )
+            for key, value in schema.items()
+        }
     if isinstance(schema, list):
         return [lower_schema_types(item) for item in schema]
     return schema
@@ -57,7 +71,10 @@ def _system_text(value: Any, origin: str, field: str) -> str:
     parts = _object(value, origin, field).get("parts", [])
     if not isinstance(parts, list):
         raise GeminiLogError(origin, f"{field}.parts", "must be a list")
-    return "".join(_string(_object(p, origin, f"{field}.parts[{i}]").get("text", ""), origin, f"{field}.parts[{i}].text") for i, p in enumerate(parts))
+    return "".join(
+        _string(_object(p, origin, f"{field}.parts[{i}]").get("text", ""), origin, f"{field}.parts[{i}].text")
+        for i, p in enumerate(parts)
+    )
 
 
 def _tools(requests: list[tuple[int, dict]], origin: str) -> list[dict]:
@@ -79,11 +96,16 @@ def _tools(requests: list[tuple[int, dict]], origin: str) -> list[dict]:
                     continue
                 seen.add(name)
                 parameters = _object(declaration.get("parameters", {}), origin, f"{field}.parameters")
-                tools.append({"type": "function", "function": {
-                    "name": name,
-                    "description": _string(declaration.get("description", ""), origin, f"{field}.description"),
-                    "parameters": lower_schema_types(parameters),
-                }})
+                tools.append(
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": name,
+                            "description": _string(declaration.get("description", ""), origin, f"{field}.description"),
+                            "parameters": lower_schema_types(parameters),
+                        },
+                    }
+                )
     return tools
 
 
@@ -119,10 +141,16 @@ def _messages(messages: list, origin: str, base: str) -> list[dict]:
                     text += _string(part["text"], origin, f"{part_field}.text")
                 elif "functionCall" in part:
                     call = _object(part["functionCall"], origin, f"{part_field}.functionCall")
-                    calls.append({"id": _string(call.get("id", ""), origin, f"{part_field}.functionCall.id"), "type": "function", "function": {
-                        "name": _string(call.get("name"), origin, f"{part_field}.functionCall.name"),
-                        "arguments": _object(call.get("args", {}), origin, f"{part_field}.functionCall.args"),
-                    }})
+                    calls.append(
+                        {
+                            "id": _string(call.get("id", ""), origin, f"{part_field}.functionCall.id"),
+                            "type": "function",
+                            "function": {
+                                "name": _string(call.get("name"), origin, f"{part_field}.functionCall.name"),
+                                "arguments": _object(call.get("args", {}), origin, f"{part_field}.functionCall.args"),
+                            },
+                        }
+                    )
             assistant: dict = {"role": "assistant", "content": text}
             if calls:
                 assistant["tool_calls"] = calls
@@ -146,7 +174,10 @@ def describe_tools(tools: list[dict]) -> str:
                 required = " (required)" if name in parameters.get("required", []) else ""
                 text += f"   - {name} ({info.get('type', 'unknown')}){required}: {info.get('description', '')}\n"
         text += "\n"
-    return text + "Use these tools by making function calls in your responses when appropriate. Each tool call should include the function name and required parameters."
+    return (
+        text
+        + "Use these tools by making function calls in your responses when appropriate. Each tool call should include the function name and required parameters."
+    )
 
 
 def convert_gemini_log(log: Any, origin: str = "log", *, plain_system_prompt: bool = False) -> dict:
@@ -164,7 +195,9 @@ def convert_gemini_log(log: Any, origin: str = "log", *, plain_system_prompt: bo
         data = _object(event.get("data"), origin, f"events[{index}].data")
         request = _object(data.get("full_request"), origin, f"events[{index}].data.full_request")
         if "system_instruction" in request:
-            system = _system_text(request["system_instruction"], origin, f"events[{index}].data.full_request.system_instruction")
+            system = _system_text(
+                request["system_instruction"], origin, f"events[{index}].data.full_request.system_instruction"
+            )
         requests.append((index, request))
     if not requests:
         raise GeminiLogError(origin, "events", "holds no api_request_full event")

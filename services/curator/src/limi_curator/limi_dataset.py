@@ -46,7 +46,9 @@ def parse_limi_dataset(content: bytes, origin: str) -> list[tuple[str, dict]]:
         try:
             values = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InvalidArgument(origin, f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            raise InvalidArgument(
+                origin, f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from None
         for number, value in enumerate(values, start=1):
             samples.append((f"{origin} sample {number}", value))
     else:
@@ -56,7 +58,9 @@ def parse_limi_dataset(content: bytes, origin: str) -> list[tuple[str, dict]]:
             try:
                 samples.append((f"{origin} line {number}", json.loads(line)))
             except json.JSONDecodeError as exc:
-                raise SampleError(f"{origin} line {number}", "(line)", f"is not valid JSON: {exc.msg} at column {exc.colno}") from None
+                raise SampleError(
+                    f"{origin} line {number}", "(line)", f"is not valid JSON: {exc.msg} at column {exc.colno}"
+                ) from None
     if not samples:
         raise InvalidArgument(origin, "holds no samples")
     for where, sample in samples:
@@ -80,9 +84,17 @@ def check_sample(sample: object, where: str) -> None:
             if extra:
                 raise SampleError(where, f"messages[{i}].{extra[0]}", f"is not a key of a {message['role']} message")
             for j, call in enumerate(message.get("tool_calls") or []):
-                arguments = call.get("function", {}).get("arguments") if isinstance(call, dict) and isinstance(call.get("function"), dict) else None
+                arguments = (
+                    call.get("function", {}).get("arguments")
+                    if isinstance(call, dict) and isinstance(call.get("function"), dict)
+                    else None
+                )
                 if isinstance(arguments, str):
-                    raise SampleError(where, f"messages[{i}].tool_calls[{j}].function.arguments", "must be a JSON object, not a string")
+                    raise SampleError(
+                        where,
+                        f"messages[{i}].tool_calls[{j}].function.arguments",
+                        "must be a JSON object, not a string",
+                    )
     try:
         limi_format.limi_to_trajectory(sample)
     except limi_format.InvalidLimiSample as exc:
@@ -106,7 +118,10 @@ def sample_to_trajectory(sample: dict, *, category: str = "", origin: str = "") 
 
 def export_samples(samples: list[dict], *, strict: bool, json_array: bool) -> list[bytes]:
     """The dataset as byte chunks (one per sample, plus the array brackets)."""
-    lines = [limi_format.dumps_sample({k: v for k, v in s.items() if k != "limi"} if strict else s).encode("utf-8") for s in samples]
+    lines = [
+        limi_format.dumps_sample({k: v for k, v in s.items() if k != "limi"} if strict else s).encode("utf-8")
+        for s in samples
+    ]
     if not json_array:
         return [line + b"\n" for line in lines]
     chunks = [b"[\n"]

@@ -37,7 +37,9 @@ class MinHasher:
             return frozenset()
         k = self.shingle_words
         grams = [" ".join(words)] if len(words) < k else [" ".join(words[i : i + k]) for i in range(len(words) - k + 1)]
-        return frozenset(int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little") for gram in grams)
+        return frozenset(
+            int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little") for gram in grams
+        )
 
     def signature(self, shingles: frozenset[int]) -> np.ndarray:
         if not shingles:

@@ -32,10 +32,14 @@ class FilterConfig:
         if self.min_changed_files < 1:
             raise InvalidArgument(f"{prefix}.min_changed_files", "must be at least 1")
         if self.max_changed_files < self.min_changed_files:
-            raise InvalidArgument(f"{prefix}.max_changed_files", f"must be at least min_changed_files ({self.min_changed_files})")
+            raise InvalidArgument(
+                f"{prefix}.max_changed_files", f"must be at least min_changed_files ({self.min_changed_files})"
+            )
 
 
-def apply_filters(records: list[PullRequest], config: FilterConfig, counter: TokenCounter, funnel: Funnel) -> list[PullRequest]:
+def apply_filters(
+    records: list[PullRequest], config: FilterConfig, counter: TokenCounter, funnel: Funnel
+) -> list[PullRequest]:
     """The records every filter keeps, in input order; the funnel gets a stage per filter."""
     funnel.keep("input", len(records))
     kept = []
@@ -53,7 +57,9 @@ def apply_filters(records: list[PullRequest], config: FilterConfig, counter: Tok
             funnel.drop("changed_files", record.label, "too_few_changed_files", f"{files} < {config.min_changed_files}")
             continue
         if files > config.max_changed_files:
-            funnel.drop("changed_files", record.label, "too_many_changed_files", f"{files} > {config.max_changed_files}")
+            funnel.drop(
+                "changed_files", record.label, "too_many_changed_files", f"{files} > {config.max_changed_files}"
+            )
             continue
         funnel.keep("changed_files")
         tokens = counter.count(record.diff)

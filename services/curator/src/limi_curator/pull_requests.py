@@ -35,7 +35,7 @@ class PullRequest:
 
     @property
     def key(self) -> str:
-        """"owner/name#number@head" — what the synthesis cache is keyed by, with the prompt hash."""
+        """ "owner/name#number@head" — what the synthesis cache is keyed by, with the prompt hash."""
         return f"{self.repository}#{self.number}@{self.head_sha}"
 
     @property
@@ -99,7 +99,9 @@ def _record(row: dict, origin: str, line: int) -> PullRequest:
     url = row.get("url") or f"https://github.com/{repository}/pull/{number}"
     if not isinstance(url, str):
         raise PullRequestError(origin, line, "url", "must be a string")
-    return PullRequest(repository, stars, number, title, body, diff, tuple(files), shas["base_sha"], shas["head_sha"], url)
+    return PullRequest(
+        repository, stars, number, title, body, diff, tuple(files), shas["base_sha"], shas["head_sha"], url
+    )
 
 
 def parse_pull_requests(content: bytes, origin: str) -> list[PullRequest]:
@@ -120,7 +122,9 @@ def parse_pull_requests(content: bytes, origin: str) -> list[PullRequest]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise PullRequestError(origin, number, "(line)", f"is not valid JSON: {exc.msg} at column {exc.colno}") from None
+            raise PullRequestError(
+                origin, number, "(line)", f"is not valid JSON: {exc.msg} at column {exc.colno}"
+            ) from None
         if not isinstance(row, dict):
             raise PullRequestError(origin, number, "(line)", "must be a JSON object")
         record = _record(row, origin, number)

@@ -32,8 +32,25 @@ TEXT_KEYS = ("text", "query", "test_query")
 FILES_KEYS = ("files", "workspace_files")
 LIST_LABEL_KEYS = ("modified_files", "related_files")
 KNOWN_KEYS = {
-    *TEXT_KEYS, "id", "category", "task_category", "source", "author", "url", "repo_url", "repository",
-    "pull_request", "pr_id", "base_sha", "head_sha", "labels", "reasoning", "repo_id", "patch", *LIST_LABEL_KEYS, *FILES_KEYS,
+    *TEXT_KEYS,
+    "id",
+    "category",
+    "task_category",
+    "source",
+    "author",
+    "url",
+    "repo_url",
+    "repository",
+    "pull_request",
+    "pr_id",
+    "base_sha",
+    "head_sha",
+    "labels",
+    "reasoning",
+    "repo_id",
+    "patch",
+    *LIST_LABEL_KEYS,
+    *FILES_KEYS,
 }
 
 
@@ -45,7 +62,7 @@ def content_hash(text: str, files: Sequence[query_pb2.WorkspaceFile] = ()) -> st
     """sha256 of the normalized text; files, in path order, extend it (without files it is the text's hash alone)."""
     digest = hashlib.sha256(normalized_text(text).encode("utf-8"))
     for file in sorted(files, key=lambda f: f.path):
-        digest.update(f"\0{file.path}\0{file.mode:o}\0{hashlib.sha256(file.content).hexdigest()}".encode("utf-8"))
+        digest.update(f"\0{file.path}\0{file.mode:o}\0{hashlib.sha256(file.content).hexdigest()}".encode())
     return digest.hexdigest()
 
 
@@ -97,10 +114,14 @@ def parse_csv(content: bytes, origin: str, default_source: int) -> list[query_pb
         for row in reader:
             number = reader.line_num
             if None in row:
-                raise RowError(origin, number, "(row)", f"has {len(header) + len(row[None])} cells for {len(header)} columns")
+                raise RowError(
+                    origin, number, "(row)", f"has {len(header) + len(row[None])} cells for {len(header)} columns"
+                )
             missing = [key for key, value in row.items() if value is None]
             if missing:
-                raise RowError(origin, number, missing[0], f"is missing: the row has fewer cells than the {len(header)} columns")
+                raise RowError(
+                    origin, number, missing[0], f"is missing: the row has fewer cells than the {len(header)} columns"
+                )
             known = {k: v for k, v in row.items() if k in KNOWN_KEYS and (v != "" or k in TEXT_KEYS)}
             if "labels" in known:
                 raise RowError(origin, number, "labels", "is not a CSV column; put each label in a column of its own")
@@ -151,14 +172,18 @@ def _workspace_files(row: dict, origin: str, line: int) -> list[query_pb2.Worksp
     for path, text in files.items():
         parts = path.split("/")
         if not path or "\0" in path or path.startswith("/") or any(part in ("", ".", "..") for part in parts):
-            raise RowError(origin, line, key, f"path {path!r} must be relative to the workspace, without empty, '.' or '..' parts")
+            raise RowError(
+                origin, line, key, f"path {path!r} must be relative to the workspace, without empty, '.' or '..' parts"
+            )
         parents = ["/".join(parts[:n]) for n in range(1, len(parts))]
         clash = next((parent for parent in parents if parent in files), None)
         if clash is not None:
             raise RowError(origin, line, key, f"path {clash!r} is a file but {path!r} needs it to be a directory")
         total += len(text.encode("utf-8"))
     if total > MAX_WORKSPACE_BYTES:
-        raise RowError(origin, line, key, f"holds {total} bytes of content; at most {MAX_WORKSPACE_BYTES} are allowed per query")
+        raise RowError(
+            origin, line, key, f"holds {total} bytes of content; at most {MAX_WORKSPACE_BYTES} are allowed per query"
+        )
     return [query_pb2.WorkspaceFile(path=path, content=text.encode("utf-8")) for path, text in sorted(files.items())]
 
 
@@ -173,13 +198,17 @@ def _string(row: dict, key: str, origin: str, line: int) -> str:
     return value.strip()
 
 
-def _query_from_row(row: dict, origin: str, line: int, default_source: int, extra_labels: dict[str, str]) -> query_pb2.Query:
+def _query_from_row(
+    row: dict, origin: str, line: int, default_source: int, extra_labels: dict[str, str]
+) -> query_pb2.Query:
     text = _text(row, origin, line)
     files = _workspace_files(row, origin, line)
     query = query_pb2.Query(text=text, content_hash=content_hash(text, files), workspace_files=files)
     query.id = _string(row, "id", origin, line) or default_query_id(text, files)
     if not ID_PATTERN.match(query.id):
-        raise RowError(origin, line, "id", f"{query.id!r} must be 1-128 letters, digits or ._:@/- starting with a letter or digit")
+        raise RowError(
+            origin, line, "id", f"{query.id!r} must be 1-128 letters, digits or ._:@/- starting with a letter or digit"
+        )
     for key in ("category", "task_category"):
         name = _string(row, key, origin, line)
         if name:

@@ -58,11 +58,18 @@ class QueryPool:
         ids, added = [], []
         with self._db.transaction() as connection:
             for query in queries:
-                same_content = connection.execute("SELECT id FROM queries WHERE content_hash = ?", (query.content_hash,)).fetchone()
+                same_content = connection.execute(
+                    "SELECT id FROM queries WHERE content_hash = ?", (query.content_hash,)
+                ).fetchone()
                 same_id = connection.execute("SELECT content_hash FROM queries WHERE id = ?", (query.id,)).fetchone()
                 if same_id and same_id[0] != query.content_hash:
                     origin = query.provenance
-                    raise RowError(origin.origin_file or "request", origin.origin_line, "id", f"query {query.id} already exists with different text or workspace files")
+                    raise RowError(
+                        origin.origin_file or "request",
+                        origin.origin_line,
+                        "id",
+                        f"query {query.id} already exists with different text or workspace files",
+                    )
                 if same_content:
                     ids.append(same_content[0])
                     continue
@@ -72,8 +79,15 @@ class QueryPool:
                     stored.created_at.CopyFrom(_now())
                 connection.execute(
                     "INSERT INTO queries (id, text, source, category, status, content_hash, proto) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (stored.id, stored.text, stored.source, stored.category, query_pb2.QUERY_STATUS_PENDING, stored.content_hash,
-                     stored.SerializeToString()),
+                    (
+                        stored.id,
+                        stored.text,
+                        stored.source,
+                        stored.category,
+                        query_pb2.QUERY_STATUS_PENDING,
+                        stored.content_hash,
+                        stored.SerializeToString(),
+                    ),
                 )
                 ids.append(stored.id)
                 added.append(stored)
@@ -91,8 +105,16 @@ class QueryPool:
             raise NotFound(f"query {query_id} not found")
         return rows[0][0]
 
-    def list(self, *, source: int = 0, category: int = 0, status: int = 0, query_set_id: str = "", page_size: int = 0,
-             page_token: str = "") -> tuple[list[tuple[query_pb2.Query, int, str]], str]:
+    def list(
+        self,
+        *,
+        source: int = 0,
+        category: int = 0,
+        status: int = 0,
+        query_set_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[tuple[query_pb2.Query, int, str]], str]:
         """Queries matching every non-zero filter, oldest first; returns ((query, status, drop reason) ..., next token)."""
         if page_size < 0 or page_size > MAX_PAGE_SIZE:
             raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE_SIZE}, got {page_size}")
@@ -117,20 +139,27 @@ class QueryPool:
 
     def all_active(self) -> list[query_pb2.Query]:
         """Every query not DROPPED, oldest first (real before synthetic on ties by insertion order)."""
-        rows = self._db.read("SELECT proto FROM queries WHERE status != ? ORDER BY seq", (query_pb2.QUERY_STATUS_DROPPED,))
+        rows = self._db.read(
+            "SELECT proto FROM queries WHERE status != ? ORDER BY seq", (query_pb2.QUERY_STATUS_DROPPED,)
+        )
         return [_query(blob) for (blob,) in rows]
 
     def mark_dropped(self, reasons: dict[str, str]) -> None:
         with self._db.transaction() as connection:
             for query_id, reason in reasons.items():
-                connection.execute("UPDATE queries SET status = ?, drop_reason = ? WHERE id = ?", (query_pb2.QUERY_STATUS_DROPPED, reason, query_id))
+                connection.execute(
+                    "UPDATE queries SET status = ?, drop_reason = ? WHERE id = ?",
+                    (query_pb2.QUERY_STATUS_DROPPED, reason, query_id),
+                )
 
     def counts_by_source_and_status(self) -> list[tuple[int, int, int]]:
         return self._db.read("SELECT source, status, COUNT(*) FROM queries GROUP BY source, status")
 
     # ------------------------------------------------------------ query sets
 
-    def publish_set(self, name: str, query_ids: list[str], *, source: int = 0, category: int = 0, status: int = 0) -> tuple[query_pb2.QuerySet, bool]:
+    def publish_set(
+        self, name: str, query_ids: list[str], *, source: int = 0, category: int = 0, status: int = 0
+    ) -> tuple[query_pb2.QuerySet, bool]:
         """Freeze queries into a set; returns (the set, whether it is new)."""
         check_set_name(name)
         with self._db.transaction() as connection:
@@ -139,14 +168,22 @@ class QueryPool:
             else:
                 members = self._members_by_filter(connection, source, category, status)
             digest = hashlib.sha256("".join(f"{qid}\t{chash}\n" for qid, chash in members).encode()).hexdigest()
-            existing = connection.execute("SELECT proto FROM query_sets WHERE name = ? AND content_hash = ?", (name, digest)).fetchone()
+            existing = connection.execute(
+                "SELECT proto FROM query_sets WHERE name = ? AND content_hash = ?", (name, digest)
+            ).fetchone()
             if existing:
                 query_set = query_pb2.QuerySet()
                 query_set.ParseFromString(existing[0])
                 return query_set, False
-            (latest,) = connection.execute("SELECT COALESCE(MAX(version), 0) FROM query_sets WHERE name = ?", (name,)).fetchone()
+            (latest,) = connection.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM query_sets WHERE name = ?", (name,)
+            ).fetchone()
             query_set = query_pb2.QuerySet(
-                id=f"{name}-{digest[:12]}", name=name, version=latest + 1, content_hash=digest, published_at=_now(),
+                id=f"{name}-{digest[:12]}",
+                name=name,
+                version=latest + 1,
+                content_hash=digest,
+                published_at=_now(),
                 query_ids=[qid for qid, _ in members],
             )
             connection.execute(
@@ -168,13 +205,17 @@ class QueryPool:
         return sorted(members.items())
 
     @staticmethod
-    def _members_by_filter(connection: sqlite3.Connection, source: int, category: int, status: int) -> list[tuple[str, str]]:
+    def _members_by_filter(
+        connection: sqlite3.Connection, source: int, category: int, status: int
+    ) -> list[tuple[str, str]]:
         clauses, parameters = ["status != ?"], [query_pb2.QUERY_STATUS_DROPPED]
         for column, value in (("source", source), ("category", category), ("status", status)):
             if value:
                 clauses.append(f"{column} = ?")
                 parameters.append(value)
-        rows = connection.execute(f"SELECT id, content_hash FROM queries WHERE {' AND '.join(clauses)} ORDER BY id", parameters).fetchall()
+        rows = connection.execute(
+            f"SELECT id, content_hash FROM queries WHERE {' AND '.join(clauses)} ORDER BY id", parameters
+        ).fetchall()
         if not rows:
             raise InvalidArgument("query_ids", "is empty and no query matches the filter (source, category, status)")
         return [(qid, chash) for qid, chash in rows]
@@ -203,7 +244,9 @@ class QueryPool:
     def emission_plan(self, query_set_id: str) -> list[tuple[query_pb2.Query, bool]]:
         """Each query of the set with whether it was emitted before."""
         query_set = self.get_set(query_set_id)
-        emitted = {qid for (qid,) in self._db.read("SELECT query_id FROM emissions WHERE query_set_id = ?", (query_set_id,))}
+        emitted = {
+            qid for (qid,) in self._db.read("SELECT query_id FROM emissions WHERE query_set_id = ?", (query_set_id,))
+        }
         return [(self.get(query_id), query_id in emitted) for query_id in query_set.query_ids]
 
     def mark_emitted(self, query_set_id: str, query_id: str, episodes: int, msg_id: str) -> None:

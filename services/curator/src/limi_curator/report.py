@@ -76,8 +76,9 @@ def _markdown(dataset: dataset_pb2.Dataset, filter_counts: dict[str, int], png_n
     return "\n".join(lines) + "\n"
 
 
-def render_dataset_report(dataset: dataset_pb2.Dataset, token_lengths: list[int], filter_counts: dict[str, int],
-                          directory: pathlib.Path) -> RenderedReport:
+def render_dataset_report(
+    dataset: dataset_pb2.Dataset, token_lengths: list[int], filter_counts: dict[str, int], directory: pathlib.Path
+) -> RenderedReport:
     directory.mkdir(parents=True, exist_ok=True)
     png_path = directory / f"{dataset.id}.tokens.png"
     markdown_path = directory / f"{dataset.id}.report.md"

@@ -22,7 +22,16 @@ from limi_core import bus, limi_format
 from limi_core.errors import InvalidArgument, ResourceExhausted
 from limi_core.events import event_id
 from limi_core.request_checks import (
-    COUNT, IDENTIFIER, REQUIRED_IDENTIFIER, Between, Each, Known, TimesInRange, Url, check_fields, confined_path,
+    COUNT,
+    IDENTIFIER,
+    REQUIRED_IDENTIFIER,
+    Between,
+    Each,
+    Known,
+    TimesInRange,
+    Url,
+    check_fields,
+    confined_path,
 )
 from limi_core.service import BusLink
 from limi_curator import metrics
@@ -34,7 +43,11 @@ from limi_curator.synthesis import synthesis_report_markdown
 
 EXPORT_CHUNK_BYTES = 1024 * 1024
 MAX_QUERIES = 1_000_000
-FILTERS = {"source": Known(query_pb2.QuerySource), "category": Known(query_pb2.QueryCategory), "status": Known(query_pb2.QueryStatus)}
+FILTERS = {
+    "source": Known(query_pb2.QuerySource),
+    "category": Known(query_pb2.QueryCategory),
+    "status": Known(query_pb2.QueryStatus),
+}
 BY_ID = {"id": REQUIRED_IDENTIFIER}
 BY_NAME = {"name": IDENTIFIER}
 
@@ -43,21 +56,41 @@ def _step(field: str, step: trajectory_pb2.Step) -> None:
     Known(trajectory_pb2.Role, unspecified=False)(f"{field}.role", step.role)
 
 
-IMPORT_QUERIES = {"format": Known(curator_pb2.ImportFormat), "origin": IDENTIFIER, "default_source": Known(query_pb2.QuerySource)}
+IMPORT_QUERIES = {
+    "format": Known(curator_pb2.ImportFormat),
+    "origin": IDENTIFIER,
+    "default_source": Known(query_pb2.QuerySource),
+}
 LIST_QUERIES = {**FILTERS, "page_size": Between(0, 10_000), "page_token": IDENTIFIER, "query_set_id": IDENTIFIER}
 PUBLISH_QUERY_SET = {"name": IDENTIFIER, "query_ids": Each(IDENTIFIER, max_items=MAX_QUERIES), **FILTERS}
 EMIT_QUERY_SET = {"query_set_id": IDENTIFIER, "episodes_per_query": Between(0, 1_000), "policy_model": IDENTIFIER}
 SYNTHESIZE_QUERIES = {
-    "endpoint": Url(), "model": IDENTIFIER, "select": Between(0, 100_000), "filters.min_stars": COUNT,
-    "filters.max_diff_tokens": Between(0, 10_000_000), "filters.min_changed_files": Between(0, 1_000_000),
-    "filters.max_changed_files": Between(0, 1_000_000), "origin": IDENTIFIER,
+    "endpoint": Url(),
+    "model": IDENTIFIER,
+    "select": Between(0, 100_000),
+    "filters.min_stars": COUNT,
+    "filters.max_diff_tokens": Between(0, 10_000_000),
+    "filters.min_changed_files": Between(0, 1_000_000),
+    "filters.max_changed_files": Between(0, 1_000_000),
+    "origin": IDENTIFIER,
 }
 CURATE_DATASET = {
-    "name": IDENTIFIER, "size": Between(0, MAX_QUERIES), "max_tokens": Between(0, 100_000_000), "query_set_ids": Each(IDENTIFIER),
-    "filters.max_failed_tool_rate": Between(0, 1), "filters.loop_repeats": Between(0, 1_000), "filters.max_empty_turns": Between(0, 1_000),
-    "filters.max_per_query": Between(0, 100_000), "curation": Known(curator_pb2.Curation), "seed": Between(0, 2**62),
+    "name": IDENTIFIER,
+    "size": Between(0, MAX_QUERIES),
+    "max_tokens": Between(0, 100_000_000),
+    "query_set_ids": Each(IDENTIFIER),
+    "filters.max_failed_tool_rate": Between(0, 1),
+    "filters.loop_repeats": Between(0, 1_000),
+    "filters.max_empty_turns": Between(0, 1_000),
+    "filters.max_per_query": Between(0, 100_000),
+    "curation": Known(curator_pb2.Curation),
+    "seed": Between(0, 2**62),
 }
-CONVERT_TO_LIMI = {"trajectory": TimesInRange(), "trajectory.id": IDENTIFIER, "trajectory.steps": Each(_step, max_items=100_000)}
+CONVERT_TO_LIMI = {
+    "trajectory": TimesInRange(),
+    "trajectory.id": IDENTIFIER,
+    "trajectory.steps": Each(_step, max_items=100_000),
+}
 DEDUPE_QUERIES = {"jaccard_threshold": Between(0, 1), "containment_threshold": Between(0, 1)}
 IMPORT_LIMI_DATASET = {"origin": IDENTIFIER, "publish_as": IDENTIFIER, "category": IDENTIFIER}
 EXPORT_LIMI_DATASET = {"dataset_id": REQUIRED_IDENTIFIER}
@@ -108,8 +141,13 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
         if request.format not in formats:
             raise InvalidArgument("format", "must be IMPORT_FORMAT_JSONL or IMPORT_FORMAT_CSV")
         with _content_of("content", request):
-            ids, added = await asyncio.to_thread(self._curator.import_queries, formats[request.format], request.content, request.origin,
-                                                 request.default_source)
+            ids, added = await asyncio.to_thread(
+                self._curator.import_queries,
+                formats[request.format],
+                request.content,
+                request.origin,
+                request.default_source,
+            )
         for query in added:
             metrics.QUERIES_IMPORTED.labels(source_name(query.source)).inc()
         return curator_pb2.ImportQueriesResponse(imported=len(added), duplicates=len(ids) - len(added), query_ids=ids)
@@ -117,11 +155,17 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
     async def ListQueries(self, request, context):
         check_fields(request, LIST_QUERIES)
         page, next_token = await asyncio.to_thread(
-            self._curator.pool.list, source=request.source, category=request.category, status=request.status, query_set_id=request.query_set_id,
+            self._curator.pool.list,
+            source=request.source,
+            category=request.category,
+            status=request.status,
+            query_set_id=request.query_set_id,
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        response = curator_pb2.ListQueriesResponse(queries=[query for query, _status, _reason in page], next_page_token=next_token)
+        response = curator_pb2.ListQueriesResponse(
+            queries=[query for query, _status, _reason in page], next_page_token=next_token
+        )
         for query, status, reason in page:
             response.status_by_id[query.id] = status
             if reason:
@@ -135,19 +179,30 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
     async def PublishQuerySet(self, request, context):
         check_fields(request, PUBLISH_QUERY_SET)
         query_set, _new = await asyncio.to_thread(
-            self._curator.pool.publish_set, request.name, list(request.query_ids), source=request.source, category=request.category,
+            self._curator.pool.publish_set,
+            request.name,
+            list(request.query_ids),
+            source=request.source,
+            category=request.category,
             status=request.status,
         )
         return query_set
 
     async def ListQuerySets(self, request, context):
         check_fields(request, BY_NAME)
-        return curator_pb2.ListQuerySetsResponse(query_sets=await asyncio.to_thread(self._curator.pool.list_sets, request.name))
+        return curator_pb2.ListQuerySetsResponse(
+            query_sets=await asyncio.to_thread(self._curator.pool.list_sets, request.name)
+        )
 
     async def EmitQuerySet(self, request, context):
         check_fields(request, EMIT_QUERY_SET)
-        result = await emit_query_set(self._curator.pool, self._bus.publisher.publish, request.query_set_id, request.episodes_per_query,
-                                      request.policy_model)
+        result = await emit_query_set(
+            self._curator.pool,
+            self._bus.publisher.publish,
+            request.query_set_id,
+            request.episodes_per_query,
+            request.policy_model,
+        )
         metrics.QUERY_TASKS_EMITTED.inc(result.emitted)
         return curator_pb2.EmitQuerySetResponse(emitted=result.emitted, already_emitted=result.already_emitted)
 
@@ -156,38 +211,64 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
     async def SynthesizeQueries(self, request, context):
         check_fields(request, SYNTHESIZE_QUERIES)
         tokenizer = self._tokenizer(request.tokenizer)
-        filters = _set_fields(request.filters, ("min_stars", "max_diff_tokens", "exclude_markdown_only", "min_changed_files", "max_changed_files"))
+        filters = _set_fields(
+            request.filters,
+            ("min_stars", "max_diff_tokens", "exclude_markdown_only", "min_changed_files", "max_changed_files"),
+        )
         with _content_of("pull_requests_jsonl", request):
             result, added, note = await asyncio.to_thread(
-                self._curator.synthesize, content=request.pull_requests_jsonl, origin=request.origin, endpoint=request.endpoint,
-                model=request.model, select=request.select, filters=filters, tokenizer=tokenizer, add_to_pool=request.add_to_pool,
+                self._curator.synthesize,
+                content=request.pull_requests_jsonl,
+                origin=request.origin,
+                endpoint=request.endpoint,
+                model=request.model,
+                select=request.select,
+                filters=filters,
+                tokenizer=tokenizer,
+                add_to_pool=request.add_to_pool,
             )
         counts = result.funnel.flat_counts()
         metrics.record_funnel(counts)
         metrics.SYNTHESIS_ENDPOINT_CALLS.inc(result.endpoint_calls)
         metrics.SYNTHESIS_CACHE_HITS.inc(result.cache_hits)
         response = curator_pb2.SynthesizeQueriesResponse(
-            filter_counts=counts, accepted=len(result.accepted), selected=[c.query for c in result.selected], cache_hits=result.cache_hits,
-            endpoint_calls=result.endpoint_calls, tokenizer=result.tokenizer, added_query_ids=added,
+            filter_counts=counts,
+            accepted=len(result.accepted),
+            selected=[c.query for c in result.selected],
+            cache_hits=result.cache_hits,
+            endpoint_calls=result.endpoint_calls,
+            tokenizer=result.tokenizer,
+            added_query_ids=added,
             report_markdown=synthesis_report_markdown(result) + (f"\n{note}\n" if note else ""),
         )
         for stage in result.funnel.stages:
             response.stages.add(name=stage.name, kept=stage.kept, dropped=dict(stage.dropped))
         for rejection in result.funnel.rejections:
-            response.rejections.add(pull_request=rejection.item, stage=rejection.stage, reason=rejection.reason, detail=rejection.detail)
+            response.rejections.add(
+                pull_request=rejection.item, stage=rejection.stage, reason=rejection.reason, detail=rejection.detail
+            )
         return response
 
     async def DedupeQueries(self, request, context):
         check_fields(request, DEDUPE_QUERIES)
         result = await asyncio.to_thread(
-            self._curator.dedupe, jaccard_threshold=request.jaccard_threshold, containment_threshold=request.containment_threshold,
-            include_benchmarks=request.include_benchmarks, apply=request.apply,
+            self._curator.dedupe,
+            jaccard_threshold=request.jaccard_threshold,
+            containment_threshold=request.containment_threshold,
+            include_benchmarks=request.include_benchmarks,
+            apply=request.apply,
         )
         for duplicate in result.dropped:
             metrics.DEDUPE_DROPPED.labels(duplicate.reason).inc()
         return curator_pb2.DedupeQueriesResponse(
-            scanned=result.scanned, benchmark_texts=result.benchmark_texts, report_markdown=result.markdown, applied=request.apply,
-            dropped=[curator_pb2.DroppedQuery(query_id=d.id, reason=d.reason, matched=d.matched, similarity=d.similarity) for d in result.dropped],
+            scanned=result.scanned,
+            benchmark_texts=result.benchmark_texts,
+            report_markdown=result.markdown,
+            applied=request.apply,
+            dropped=[
+                curator_pb2.DroppedQuery(query_id=d.id, reason=d.reason, matched=d.matched, similarity=d.similarity)
+                for d in result.dropped
+            ],
         )
 
     # ------------------------------------------------------------ datasets
@@ -195,11 +276,20 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
     async def CurateDataset(self, request, context):
         check_fields(request, CURATE_DATASET)
         tokenizer = self._tokenizer(request.tokenizer)
-        overrides = _set_fields(request.filters, ("max_failed_tool_rate", "loop_repeats", "max_empty_turns", "max_per_query"))
+        overrides = _set_fields(
+            request.filters, ("max_failed_tool_rate", "loop_repeats", "max_empty_turns", "max_per_query")
+        )
         dataset, new = await asyncio.to_thread(
-            self._curator.curate_dataset, name=request.name, size=request.size, tokenizer=tokenizer, max_tokens=request.max_tokens,
-            query_set_ids=list(request.query_set_ids), include_failed=request.filters.include_failed, overrides=overrides,
-            at_random=request.curation == curator_pb2.CURATION_RANDOM, seed=request.seed,
+            self._curator.curate_dataset,
+            name=request.name,
+            size=request.size,
+            tokenizer=tokenizer,
+            max_tokens=request.max_tokens,
+            query_set_ids=list(request.query_set_ids),
+            include_failed=request.filters.include_failed,
+            overrides=overrides,
+            at_random=request.curation == curator_pb2.CURATION_RANDOM,
+            seed=request.seed,
         )
         await self._publish_dataset(dataset, new)
         return dataset
@@ -210,13 +300,21 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
 
     async def ListDatasets(self, request, context):
         check_fields(request, BY_NAME)
-        return curator_pb2.ListDatasetsResponse(datasets=await asyncio.to_thread(self._curator.datasets.list, request.name))
+        return curator_pb2.ListDatasetsResponse(
+            datasets=await asyncio.to_thread(self._curator.datasets.list, request.name)
+        )
 
     async def GetDatasetReport(self, request, context):
         check_fields(request, BY_ID)
         rendered, counts, dataset = await asyncio.to_thread(self._curator.report, request.id)
-        return curator_pb2.DatasetReport(dataset_id=dataset.id, markdown=rendered.markdown, histogram_png=rendered.png, filter_counts=counts,
-                                         markdown_uri=rendered.markdown_path.resolve().as_uri(), histogram_uri=rendered.png_path.resolve().as_uri())
+        return curator_pb2.DatasetReport(
+            dataset_id=dataset.id,
+            markdown=rendered.markdown,
+            histogram_png=rendered.png,
+            filter_counts=counts,
+            markdown_uri=rendered.markdown_path.resolve().as_uri(),
+            histogram_uri=rendered.png_path.resolve().as_uri(),
+        )
 
     async def ImportLimiDataset(self, request_iterator, context):
         first, parts, size = None, [], 0
@@ -233,10 +331,16 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
             raise InvalidArgument("data", "no chunk was sent")
         with _content_of("data", first):
             ids, duplicates, dataset, new = await asyncio.to_thread(
-                self._curator.import_limi, content=b"".join(parts), origin=first.origin, category=first.category, publish_as=first.publish_as,
+                self._curator.import_limi,
+                content=b"".join(parts),
+                origin=first.origin,
+                category=first.category,
+                publish_as=first.publish_as,
             )
         metrics.TRAJECTORIES_IMPORTED.inc(len(ids) - duplicates)
-        response = curator_pb2.ImportLimiDatasetResponse(imported=len(ids) - duplicates, duplicates=duplicates, trajectory_ids=ids)
+        response = curator_pb2.ImportLimiDatasetResponse(
+            imported=len(ids) - duplicates, duplicates=duplicates, trajectory_ids=ids
+        )
         if dataset is not None:
             await self._publish_dataset(dataset, new)
             response.dataset.CopyFrom(dataset)
@@ -244,7 +348,9 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
 
     async def ExportLimiDataset(self, request, context):
         check_fields(request, EXPORT_LIMI_DATASET)
-        chunks = await asyncio.to_thread(self._curator.export_limi, request.dataset_id, strict=request.strict, json_array=request.json_array)
+        chunks = await asyncio.to_thread(
+            self._curator.export_limi, request.dataset_id, strict=request.strict, json_array=request.json_array
+        )
         buffer = bytearray()
         for chunk in chunks:
             buffer += chunk
@@ -280,5 +386,7 @@ class CuratorServicer(curator_pb2_grpc.CuratorServiceServicer):
             raise InvalidArgument("log_json", "must not be empty")
         check_fields(request, CONVERT_GEMINI_LOG)
         with _content_of("log_json", request):
-            sample = convert_gemini_log_text(request.log_json, request.origin or "log_json", plain_system_prompt=request.plain_system_prompt)
+            sample = convert_gemini_log_text(
+                request.log_json, request.origin or "log_json", plain_system_prompt=request.plain_system_prompt
+            )
         return curator_pb2.ConvertToLimiResponse(sample_json=limi_format.dumps_sample(sample))

@@ -66,11 +66,28 @@ class CuratorSettings(ServiceSettings):
         cls, prefix = type(self), self.PREFIX
         if self.tokenizer is not None:
             found = self.tokenizer.is_file() or (self.tokenizer / "tokenizer.json").is_file()
-            check(found, cls, "tokenizer", prefix, f"must name a tokenizer.json or a directory holding one, got {str(self.tokenizer)!r}")
+            check(
+                found,
+                cls,
+                "tokenizer",
+                prefix,
+                f"must name a tokenizer.json or a directory holding one, got {str(self.tokenizer)!r}",
+            )
         if self.benchmarks_dir is not None:
-            check(self.benchmarks_dir.is_dir(), cls, "benchmarks_dir", prefix, f"must name an existing directory, got {str(self.benchmarks_dir)!r}")
-        check(self.synthesis_endpoint == "" or self.synthesis_endpoint.startswith(("http://", "https://")), cls, "synthesis_endpoint", prefix,
-              f"must start with http:// or https://, got {self.synthesis_endpoint!r}")
+            check(
+                self.benchmarks_dir.is_dir(),
+                cls,
+                "benchmarks_dir",
+                prefix,
+                f"must name an existing directory, got {str(self.benchmarks_dir)!r}",
+            )
+        check(
+            self.synthesis_endpoint == "" or self.synthesis_endpoint.startswith(("http://", "https://")),
+            cls,
+            "synthesis_endpoint",
+            prefix,
+            f"must start with http:// or https://, got {self.synthesis_endpoint!r}",
+        )
         check(self.synthesis_timeout_seconds > 0, cls, "synthesis_timeout_seconds", prefix, "must be positive")
         check(0 <= self.synthesis_retries <= 20, cls, "synthesis_retries", prefix, "must be between 0 and 20")
         check(1 <= self.synthesis_concurrency <= 64, cls, "synthesis_concurrency", prefix, "must be between 1 and 64")
@@ -78,12 +95,22 @@ class CuratorSettings(ServiceSettings):
         check(self.synthesis_select >= 1, cls, "synthesis_select", prefix, "must be at least 1")
         check(self.min_stars >= 0, cls, "min_stars", prefix, "must not be negative")
         check(self.max_diff_tokens >= 1, cls, "max_diff_tokens", prefix, "must be at least 1")
-        check(1 <= self.min_changed_files <= self.max_changed_files, cls, "max_changed_files", prefix,
-              f"must be at least LIMI_CURATOR_MIN_CHANGED_FILES ({self.min_changed_files}) and the minimum at least 1")
+        check(
+            1 <= self.min_changed_files <= self.max_changed_files,
+            cls,
+            "max_changed_files",
+            prefix,
+            f"must be at least LIMI_CURATOR_MIN_CHANGED_FILES ({self.min_changed_files}) and the minimum at least 1",
+        )
         check(0 < self.dedupe_jaccard <= 1, cls, "dedupe_jaccard", prefix, "must be in (0, 1]")
         check(0 < self.dedupe_containment <= 1, cls, "dedupe_containment", prefix, "must be in (0, 1]")
-        check(16 <= self.minhash_permutations <= 1024 and self.minhash_permutations % 8 == 0, cls, "minhash_permutations", prefix,
-              "must be a multiple of 8 between 16 and 1024")
+        check(
+            16 <= self.minhash_permutations <= 1024 and self.minhash_permutations % 8 == 0,
+            cls,
+            "minhash_permutations",
+            prefix,
+            "must be a multiple of 8 between 16 and 1024",
+        )
         check(1 <= self.shingle_words <= 10, cls, "shingle_words", prefix, "must be between 1 and 10")
         check(self.max_trajectory_tokens >= 1, cls, "max_trajectory_tokens", prefix, "must be at least 1")
         check(0 <= self.max_failed_tool_rate <= 1, cls, "max_failed_tool_rate", prefix, "must be between 0 and 1")
@@ -95,7 +122,9 @@ class CuratorSettings(ServiceSettings):
     def allowed_tokenizer_roots(self) -> tuple[pathlib.Path, ...]:
         if self.tokenizer_roots:
             return self.tokenizer_roots
-        configured = () if self.tokenizer is None else (self.tokenizer if self.tokenizer.is_dir() else self.tokenizer.parent,)
+        configured = (
+            () if self.tokenizer is None else (self.tokenizer if self.tokenizer.is_dir() else self.tokenizer.parent,)
+        )
         return (self.data_dir_of("trainer"), model_cache_dir(), *configured)
 
     @property

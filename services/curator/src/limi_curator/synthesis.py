@@ -73,12 +73,17 @@ class SynthesisCache:
         self._db = db
 
     def get(self, pr_key: str, digest: str) -> str | None:
-        rows = self._db.read("SELECT response FROM synthesis_cache WHERE pr_key = ? AND prompt_hash = ?", (pr_key, digest))
+        rows = self._db.read(
+            "SELECT response FROM synthesis_cache WHERE pr_key = ? AND prompt_hash = ?", (pr_key, digest)
+        )
         return rows[0][0] if rows else None
 
     def put(self, pr_key: str, digest: str, response: str) -> None:
         with self._db.transaction() as connection:
-            connection.execute("INSERT OR REPLACE INTO synthesis_cache (pr_key, prompt_hash, response) VALUES (?, ?, ?)", (pr_key, digest, response))
+            connection.execute(
+                "INSERT OR REPLACE INTO synthesis_cache (pr_key, prompt_hash, response) VALUES (?, ?, ?)",
+                (pr_key, digest, response),
+            )
 
 
 def file_hint(files: Sequence[str]) -> str:
@@ -87,27 +92,48 @@ def file_hint(files: Sequence[str]) -> str:
     return f" You only need to modify {target} to complete the task."
 
 
-def _query(candidate_record: PullRequest, task: SynthesizedTask, options: SynthesisOptions, digest: str) -> query_pb2.Query:
+def _query(
+    candidate_record: PullRequest, task: SynthesizedTask, options: SynthesisOptions, digest: str
+) -> query_pb2.Query:
     text = task.text + file_hint(candidate_record.changed_files)
-    query = query_pb2.Query(id=default_query_id(text), text=text, source=query_pb2.QUERY_SOURCE_SYNTHETIC, category=task.category,
-                            content_hash=content_hash(text))
+    query = query_pb2.Query(
+        id=default_query_id(text),
+        text=text,
+        source=query_pb2.QUERY_SOURCE_SYNTHETIC,
+        category=task.category,
+        content_hash=content_hash(text),
+    )
     provenance = query.provenance
     provenance.repository, provenance.pull_request = candidate_record.repository, candidate_record.number
     provenance.author, provenance.url = f"synth:{options.model}", candidate_record.url
-    provenance.base_sha, provenance.head_sha, provenance.origin_file = candidate_record.base_sha, candidate_record.head_sha, options.origin
-    query.labels.update({
-        "rationale": task.rationale,
-        "modified_files": ",".join(candidate_record.changed_files),
-        "related_files": ",".join(task.related_files),
-        "stars": str(candidate_record.stars),
-        "prompt_version": PROMPT_VERSION,
-        "prompt_hash": digest,
-    })
+    provenance.base_sha, provenance.head_sha, provenance.origin_file = (
+        candidate_record.base_sha,
+        candidate_record.head_sha,
+        options.origin,
+    )
+    query.labels.update(
+        {
+            "rationale": task.rationale,
+            "modified_files": ",".join(candidate_record.changed_files),
+            "related_files": ",".join(task.related_files),
+            "stars": str(candidate_record.stars),
+            "prompt_version": PROMPT_VERSION,
+            "prompt_hash": digest,
+        }
+    )
     return query
 
 
-def synthesize(records: list[PullRequest], *, options: SynthesisOptions, client: PolicyClient, cache: SynthesisCache, counter: TokenCounter,
-               deduplicator: Deduplicator | None = None, pool_texts: Sequence[tuple[str, str]] = ()) -> SynthesisResult:
+def synthesize(
+    records: list[PullRequest],
+    *,
+    options: SynthesisOptions,
+    client: PolicyClient,
+    cache: SynthesisCache,
+    counter: TokenCounter,
+    deduplicator: Deduplicator | None = None,
+    pool_texts: Sequence[tuple[str, str]] = (),
+) -> SynthesisResult:
     funnel = Funnel()
     kept = apply_filters(records, options.filters, counter, funnel)
     prompts = []
@@ -150,7 +176,9 @@ def synthesize(records: list[PullRequest], *, options: SynthesisOptions, client:
         duplicates = deduplicator.find([(c.record.label, c.task.text) for c in aligned], reference=pool_texts)
         dropped = {d.id for d in duplicates}
         for duplicate in duplicates:
-            funnel.drop("decontamination", duplicate.id, duplicate.reason, f"{duplicate.matched} ({duplicate.similarity:.2f})")
+            funnel.drop(
+                "decontamination", duplicate.id, duplicate.reason, f"{duplicate.matched} ({duplicate.similarity:.2f})"
+            )
         accepted = [by_label[label] for label in by_label if label not in dropped]
         funnel.keep("decontamination", len(accepted))
 
@@ -169,8 +197,14 @@ def synthesize(records: list[PullRequest], *, options: SynthesisOptions, client:
     return SynthesisResult(funnel, accepted, selected, len(prompts) - len(missing), len(missing), counter.name)
 
 
-async def _ask_all(client: PolicyClient, missing: list[tuple[PullRequest, list[dict], str]], options: SynthesisOptions,
-                   cache: SynthesisCache, answers: dict[str, str], refused: dict[str, str]) -> None:
+async def _ask_all(
+    client: PolicyClient,
+    missing: list[tuple[PullRequest, list[dict], str]],
+    options: SynthesisOptions,
+    cache: SynthesisCache,
+    answers: dict[str, str],
+    refused: dict[str, str],
+) -> None:
     """Ask the endpoint for every missing answer, `options.concurrency` at a time; the first outage ends it."""
     gate = asyncio.Semaphore(options.concurrency)
     sampling = Sampling(temperature=options.temperature, max_tokens=1024)

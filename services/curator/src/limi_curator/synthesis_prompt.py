@@ -72,15 +72,23 @@ def build_messages(record: PullRequest) -> list[dict]:
     names = ", ".join(CATEGORY_NAMES)
     categories = "\n".join(f"- {name}" for name in CATEGORY_NAMES)
     user = (
-        "# Pull request to task\n\n## Pull request\n```json\n" + json.dumps(pr_data, ensure_ascii=False, indent=2) + "\n```\n\n"
-        "## Diff\n```diff\n" + record.diff.rstrip("\n") + "\n```\n\n" + INSTRUCTIONS.format(categories=categories, names=names)
+        "# Pull request to task\n\n## Pull request\n```json\n"
+        + json.dumps(pr_data, ensure_ascii=False, indent=2)
+        + "\n```\n\n"
+        "## Diff\n```diff\n"
+        + record.diff.rstrip("\n")
+        + "\n```\n\n"
+        + INSTRUCTIONS.format(categories=categories, names=names)
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
 def prompt_hash(messages: list[dict], model: str, temperature: float) -> str:
-    material = json.dumps({"version": PROMPT_VERSION, "model": model, "temperature": temperature, "messages": messages},
-                          sort_keys=True, ensure_ascii=False)
+    material = json.dumps(
+        {"version": PROMPT_VERSION, "model": model, "temperature": temperature, "messages": messages},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
@@ -121,5 +129,11 @@ def parse_answer(text: str) -> SynthesizedTask:
     if not isinstance(rationale, str):
         raise AnswerError("malformed_answer", "reasoning is not text")
     name = next(key for key, value in CATEGORY_NAMES.items() if value == number)
-    return SynthesizedTask(query.strip(), number, name, rationale.strip(),
-                           _paths(answer.get("modified_files"), "modified_files"), _paths(answer.get("related_files"), "related_files"))
+    return SynthesizedTask(
+        query.strip(),
+        number,
+        name,
+        rationale.strip(),
+        _paths(answer.get("modified_files"), "modified_files"),
+        _paths(answer.get("related_files"), "related_files"),
+    )

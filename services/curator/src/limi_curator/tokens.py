@@ -93,14 +93,28 @@ def render_for_counting(sample: dict) -> str:
         role = message.get("role", "")
         content = message.get("content") or ""
         if role == "system" and not system_done and tools:
-            content = content + "\n\n# Tools\n<tools>\n" + "\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools) + "\n</tools>"
+            content = (
+                content
+                + "\n\n# Tools\n<tools>\n"
+                + "\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools)
+                + "\n</tools>"
+            )
             system_done = True
         for call in message.get("tool_calls") or []:
             function = call.get("function", {})
-            content += "\n<tool_call>\n" + json.dumps({"name": function.get("name"), "arguments": function.get("arguments")}, ensure_ascii=False) + "\n</tool_call>"
+            content += (
+                "\n<tool_call>\n"
+                + json.dumps({"name": function.get("name"), "arguments": function.get("arguments")}, ensure_ascii=False)
+                + "\n</tool_call>"
+            )
         if role == "tool":
             content = "<tool_response>\n" + content + "\n</tool_response>"
         parts.append(f"<|im_start|>{role}\n{content}<|im_end|>\n")
     if tools and not system_done:
-        parts.insert(0, "<|im_start|>system\n# Tools\n<tools>\n" + "\n".join(json.dumps(t, ensure_ascii=False) for t in tools) + "\n</tools><|im_end|>\n")
+        parts.insert(
+            0,
+            "<|im_start|>system\n# Tools\n<tools>\n"
+            + "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+            + "\n</tools><|im_end|>\n",
+        )
     return "".join(parts)

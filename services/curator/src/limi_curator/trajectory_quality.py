@@ -93,12 +93,18 @@ def assess(trajectory: trajectory_pb2.Trajectory, counter: TokenCounter, config:
     steps = trajectory.steps
     completed = trajectory.outcome.status == trajectory_pb2.OUTCOME_STATUS_COMPLETED
     assistant = [s for s in steps if s.role == trajectory_pb2.ROLE_ASSISTANT]
-    result.empty_turns = sum(1 for s in assistant if not s.content.strip() and not s.reasoning_content.strip() and not s.tool_calls)
+    result.empty_turns = sum(
+        1 for s in assistant if not s.content.strip() and not s.reasoning_content.strip() and not s.tool_calls
+    )
     result.longest_repeat = _longest_repeat(steps)
     calls = [call for s in assistant for call in s.tool_calls]
     result.tool_calls = len(calls)
-    errors = {s.tool_result.tool_call_id for s in steps if s.role == trajectory_pb2.ROLE_TOOL and s.tool_result.is_error}
-    result.failed_tool_calls = sum(1 for call in calls if call.id in errors or _arguments_object(call.arguments_json) is None)
+    errors = {
+        s.tool_result.tool_call_id for s in steps if s.role == trajectory_pb2.ROLE_TOOL and s.tool_result.is_error
+    }
+    result.failed_tool_calls = sum(
+        1 for call in calls if call.id in errors or _arguments_object(call.arguments_json) is None
+    )
     failed_rate = result.failed_tool_calls / result.tool_calls if result.tool_calls else 0.0
     verifier = trajectory.outcome.score if trajectory.outcome.HasField("score") else (1.0 if completed else 0.3)
     result.score = verifier - 0.5 * failed_rate
@@ -147,5 +153,9 @@ class ArgumentTypes:
 
 
 def _argument_types(sample: dict) -> list[tuple[str, str]]:
-    return [(key, type(value).__name__) for message in sample.get("messages", []) for call in message.get("tool_calls") or []
-            for key, value in call["function"]["arguments"].items()]
+    return [
+        (key, type(value).__name__)
+        for message in sample.get("messages", [])
+        for call in message.get("tool_calls") or []
+        for key, value in call["function"]["arguments"].items()
+    ]

@@ -23,7 +23,14 @@ ORIGIN_BUS, ORIGIN_IMPORT = "bus", "import"
 def _insert(connection: sqlite3.Connection, trajectory: trajectory_pb2.Trajectory, msg_id: str, origin: str) -> bool:
     cursor = connection.execute(
         "INSERT OR IGNORE INTO trajectories (id, msg_id, query_id, query_set_id, origin, proto) VALUES (?, ?, ?, ?, ?, ?)",
-        (trajectory.id, msg_id, trajectory.lineage.query_id, trajectory.lineage.query_set_id, origin, trajectory.SerializeToString()),
+        (
+            trajectory.id,
+            msg_id,
+            trajectory.lineage.query_id,
+            trajectory.lineage.query_set_id,
+            origin,
+            trajectory.SerializeToString(),
+        ),
     )
     return cursor.rowcount == 1
 
@@ -53,7 +60,9 @@ class TrajectoryStore:
                     duplicates += 1
         return [t.id for t in trajectories], duplicates
 
-    def load(self, *, ids: list[str] | None = None, query_set_ids: list[str] | None = None) -> list[trajectory_pb2.Trajectory]:
+    def load(
+        self, *, ids: list[str] | None = None, query_set_ids: list[str] | None = None
+    ) -> list[trajectory_pb2.Trajectory]:
         """Stored trajectories in arrival order, optionally only these ids or these query sets."""
         sql, parameters = "SELECT proto FROM trajectories", []
         if ids is not None:

@@ -62,12 +62,18 @@ def split_sections(text: str) -> dict[str, str]:
 def _subtask(subtask_id: str, value: object, origin: pathlib.Path) -> V2Subtask:
     if isinstance(value, dict):
         parts = {k.lower(): str(v) for k, v in value.items()}
-        text = "\n".join(f"{name.capitalize()}:\n{parts[name]}" for name in ("query", "deliverables", "rubric") if name in parts)
-        return V2Subtask(subtask_id, text, parts.get("query", ""), parts.get("deliverables", ""), parts.get("rubric", ""))
+        text = "\n".join(
+            f"{name.capitalize()}:\n{parts[name]}" for name in ("query", "deliverables", "rubric") if name in parts
+        )
+        return V2Subtask(
+            subtask_id, text, parts.get("query", ""), parts.get("deliverables", ""), parts.get("rubric", "")
+        )
     if not isinstance(value, str):
         raise FailedPrecondition(f"{origin}: {subtask_id} must be a string or an object, got {type(value).__name__}")
     sections = split_sections(value)
-    return V2Subtask(subtask_id, value, sections.get("query", value), sections.get("deliverables", ""), sections.get("rubric", ""))
+    return V2Subtask(
+        subtask_id, value, sections.get("query", value), sections.get("deliverables", ""), sections.get("rubric", "")
+    )
 
 
 def read_v2_scenario(path: pathlib.Path, capability: str, scenario: str) -> V2Scenario:
@@ -76,7 +82,9 @@ def read_v2_scenario(path: pathlib.Path, capability: str, scenario: str) -> V2Sc
         count = int(data["subtask_count"])
         subtasks = tuple(_subtask(f"subtask{i}", data[f"subtask{i}"], path) for i in range(1, count + 1))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise FailedPrecondition(f"AgencyBench v2 description {path} cannot be read: {type(exc).__name__}: {exc}") from None
+        raise FailedPrecondition(
+            f"AgencyBench v2 description {path} cannot be read: {type(exc).__name__}: {exc}"
+        ) from None
     return V2Scenario(capability, scenario, subtasks)
 
 
@@ -89,7 +97,9 @@ def load_v2_scenarios(root: pathlib.Path) -> tuple[V2Scenario, ...]:
     """
     files = sorted(root.glob("*/*/description.json")) if root.is_dir() else []
     if not files:
-        raise FailedPrecondition(f"no AgencyBench v2 descriptions under {root}: set {VARIABLE} to the folder holding agencybench-v2/")
+        raise FailedPrecondition(
+            f"no AgencyBench v2 descriptions under {root}: set {VARIABLE} to the folder holding agencybench-v2/"
+        )
     scenarios = [read_v2_scenario(f, f.parent.parent.name, f.parent.name) for f in files]
     return tuple(sorted(scenarios, key=lambda s: (s.capability, int(re.sub(r"\D", "", s.scenario) or 0))))
 

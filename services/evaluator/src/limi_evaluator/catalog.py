@@ -49,8 +49,10 @@ class Catalog:
         return files
 
     def list(self) -> list[Benchmark]:
-        found = [Benchmark(HUMANEVAL, HUMANEVAL, "HumanEval, completion mode: pass@k over the 164 problems"),
-                 Benchmark(HUMANEVAL_TOOLS, HUMANEVAL_TOOLS, "HumanEval, tool-use mode: the agent writes solution.py")]
+        found = [
+            Benchmark(HUMANEVAL, HUMANEVAL, "HumanEval, completion mode: pass@k over the 164 problems"),
+            Benchmark(HUMANEVAL_TOOLS, HUMANEVAL_TOOLS, "HumanEval, tool-use mode: the agent writes solution.py"),
+        ]
         for name, path in self._suite_files().items():
             found.append(Benchmark(name, "suite", _description(path), path))
         return found
@@ -77,13 +79,21 @@ class Catalog:
             return Benchmark(str(path), "suite", "", path)
         if path.suffix in SUITE_SUFFIXES:
             raise InvalidArgument("benchmark", f"suite file {name} does not exist")
-        raise InvalidArgument("benchmark", f"unknown benchmark {name!r}; known: {', '.join(self.names())} (or a path to a .toml/.json suite file)")
+        raise InvalidArgument(
+            "benchmark",
+            f"unknown benchmark {name!r}; known: {', '.join(self.names())} (or a path to a .toml/.json suite file)",
+        )
 
     def load_suite(self, benchmark: Benchmark) -> Suite:
         if benchmark.path is None:
             raise InvalidArgument("benchmark", f"{benchmark.name} is not a suite")
-        return parse_suite(read_suite_table(benchmark.path), str(benchmark.path), benchmarks_dir=self.benchmarks_dir,
-                           families=FAMILIES, v2_lookup=functools.partial(v2_subtask_texts, self.benchmarks_dir / "agencybench-v2"))
+        return parse_suite(
+            read_suite_table(benchmark.path),
+            str(benchmark.path),
+            benchmarks_dir=self.benchmarks_dir,
+            families=FAMILIES,
+            v2_lookup=functools.partial(v2_subtask_texts, self.benchmarks_dir / "agencybench-v2"),
+        )
 
     def problems(self) -> list[Problem]:
         return load_problems(self.benchmarks_dir)

@@ -43,8 +43,16 @@ def dataset_size(checkpoint: checkpoint_pb2.Checkpoint) -> int | None:
 
 
 class CheckpointEvaluations:
-    def __init__(self, evaluator: Evaluator, policies: PolicyProvider, publisher: EventPublisher, benchmarks: tuple[str, ...],
-                 *, final_only: bool = False, task_limit: int = 0) -> None:
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        policies: PolicyProvider,
+        publisher: EventPublisher,
+        benchmarks: tuple[str, ...],
+        *,
+        final_only: bool = False,
+        task_limit: int = 0,
+    ) -> None:
         self.evaluator, self.policies, self.publisher = evaluator, policies, publisher
         self.benchmarks, self.final_only, self.task_limit = benchmarks, final_only, task_limit
 
@@ -56,16 +64,34 @@ class CheckpointEvaluations:
             log.info("skipping a checkpoint that is not final", extra={"fields": {"checkpoint": checkpoint.id}})
             return
         try:
-            prepared = [self.evaluator.prepare(EvaluationSpec(checkpoint.id, name, dataset_size=dataset_size(checkpoint),
-                                                              step=checkpoint.step, limit=self.task_limit)) for name in self.benchmarks]
+            prepared = [
+                self.evaluator.prepare(
+                    EvaluationSpec(
+                        checkpoint.id,
+                        name,
+                        dataset_size=dataset_size(checkpoint),
+                        step=checkpoint.step,
+                        limit=self.task_limit,
+                    )
+                )
+                for name in self.benchmarks
+            ]
         except (InvalidArgument, FailedPrecondition) as exc:
             raise PoisonMessage(f"cannot evaluate checkpoint {checkpoint.id}: {exc}") from exc
         store = self.evaluator.store
         results = {p.evaluation_id: store.get(p.evaluation_id) for p in prepared}
         pending = [p for p in prepared if results[p.evaluation_id] is None]
         if pending:
-            log.info("evaluating checkpoint", extra={"fields": {"checkpoint": checkpoint.id, "benchmarks": [p.benchmark for p in pending],
-                                                                "delivery": delivery.deliveries}})
+            log.info(
+                "evaluating checkpoint",
+                extra={
+                    "fields": {
+                        "checkpoint": checkpoint.id,
+                        "benchmarks": [p.benchmark for p in pending],
+                        "delivery": delivery.deliveries,
+                    }
+                },
+            )
             try:
                 async with self.policies.serve(checkpoint.storage_uri) as policy:
                     for p in pending:
@@ -75,5 +101,12 @@ class CheckpointEvaluations:
         for p in prepared:
             result = results[p.evaluation_id]
             await self.publisher.publish(bus.EVALUATIONS_FINISHED, result, result.id)
-            log.info("evaluation published", extra={"fields": {"evaluation": result.id, **{k: round(v, 2) for k, v in result.aggregate.items()
-                                                                                         if k in ("Avg", "S_avg", "pass@1")}}})
+            log.info(
+                "evaluation published",
+                extra={
+                    "fields": {
+                        "evaluation": result.id,
+                        **{k: round(v, 2) for k, v in result.aggregate.items() if k in ("Avg", "S_avg", "pass@1")},
+                    }
+                },
+            )

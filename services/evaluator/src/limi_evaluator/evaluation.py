@@ -76,8 +76,15 @@ def _now() -> timestamp_pb2.Timestamp:
 
 
 class Evaluator:
-    def __init__(self, settings: EvaluatorSettings, store: EvaluationStore, catalog: Catalog, workspaces: WorkspaceFactory,
-                 *, reports_dir: pathlib.Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: EvaluatorSettings,
+        store: EvaluationStore,
+        catalog: Catalog,
+        workspaces: WorkspaceFactory,
+        *,
+        reports_dir: pathlib.Path | None = None,
+    ) -> None:
         self.settings, self.store, self.catalog, self.workspaces = settings, store, catalog, workspaces
         self.reports_dir = reports_dir or settings.reports_dir
         self._running: dict[str, asyncio.Lock] = {}
@@ -94,13 +101,17 @@ class Evaluator:
             return self._prepare_humaneval(spec)
         if benchmark.kind == HUMANEVAL_TOOLS:
             problems = self._problems(spec)
-            suite = humaneval.tool_suite(problems, self.settings.humaneval_timeout_seconds, max_rounds=spec.max_rounds or 1)
+            suite = humaneval.tool_suite(
+                problems, self.settings.humaneval_timeout_seconds, max_rounds=spec.max_rounds or 1
+            )
         else:
             suite = self.catalog.load_suite(benchmark).only(spec.task_ids, spec.limit)
         for task in suite.tasks:
             for subtask in task.subtasks:
                 if not subtask.checks:
-                    raise FailedPrecondition(f"subtask {task.id}/{subtask.id} of {suite.name} has no executable rubric checks")
+                    raise FailedPrecondition(
+                        f"subtask {task.id}/{subtask.id} of {suite.name} has no executable rubric checks"
+                    )
         name = suite.name if benchmark.kind == "suite" else benchmark.name
         return Prepared(spec, benchmark.kind, name, event_id("evaluation", spec.checkpoint_id, name), suite=suite)
 
@@ -125,8 +136,15 @@ class Evaluator:
         if spec.reference and spec.reference not in ("canonical", "prompt"):
             raise InvalidArgument("reference", f"must be canonical or prompt, got {spec.reference!r}")
         name = HUMANEVAL if not spec.reference else f"{HUMANEVAL}-{spec.reference}"
-        return Prepared(spec, HUMANEVAL, name, event_id("evaluation", spec.checkpoint_id, name),
-                        problems=tuple(self._problems(spec)), samples=samples, ks=ks)
+        return Prepared(
+            spec,
+            HUMANEVAL,
+            name,
+            event_id("evaluation", spec.checkpoint_id, name),
+            problems=tuple(self._problems(spec)),
+            samples=samples,
+            ks=ks,
+        )
 
     async def run(self, prepared: Prepared, policy: Policy | None) -> ev.EvalResult:
         if prepared.needs_policy and policy is None:
@@ -139,7 +157,13 @@ class Evaluator:
             metrics.RUNNING.inc()
             started, wall = _now(), time.perf_counter()
             spec = prepared.spec
-            self.store.begin(prepared.evaluation_id, spec.checkpoint_id, prepared.benchmark, dataset_size=spec.dataset_size, step=spec.step)
+            self.store.begin(
+                prepared.evaluation_id,
+                spec.checkpoint_id,
+                prepared.benchmark,
+                dataset_size=spec.dataset_size,
+                step=spec.step,
+            )
             try:
                 await self._run_missing(prepared, policy)
                 result = self._finish(prepared, policy, started)
@@ -169,11 +193,25 @@ class Evaluator:
         if not tasks:
             return
         s = self.settings
-        driver = RolloutDriver(s.rollout_address, EpisodeSettings(
-            endpoint=policy.endpoint, model=policy.model, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-            max_turns=s.max_turns, max_wall_seconds=s.round_wall_seconds))
-        harness = Harness(driver, self.workspaces, evaluation_id=prepared.evaluation_id, max_rounds=prepared.spec.max_rounds or None,
-                          check_timeout_cap=s.check_timeout_seconds)
+        driver = RolloutDriver(
+            s.rollout_address,
+            EpisodeSettings(
+                endpoint=policy.endpoint,
+                model=policy.model,
+                temperature=s.temperature,
+                top_p=s.top_p,
+                max_tokens=s.max_tokens,
+                max_turns=s.max_turns,
+                max_wall_seconds=s.round_wall_seconds,
+            ),
+        )
+        harness = Harness(
+            driver,
+            self.workspaces,
+            evaluation_id=prepared.evaluation_id,
+            max_rounds=prepared.spec.max_rounds or None,
+            check_timeout_cap=s.check_timeout_seconds,
+        )
 
         async def persist(run: TaskRun) -> None:
             self.store.save_task(prepared.evaluation_id, run.task_id, run.results, run.trajectories)
@@ -192,24 +230,39 @@ class Evaluator:
         if prepared.spec.reference:
             source = humaneval.ReferenceCompletions(prepared.spec.reference)
         else:
-            source = humaneval.OpenAICompletions(policy.endpoint, policy.model, temperature=s.temperature, top_p=s.top_p,
-                                                 max_tokens=min(s.max_tokens, 512))
+            source = humaneval.OpenAICompletions(
+                policy.endpoint,
+                policy.model,
+                temperature=s.temperature,
+                top_p=s.top_p,
+                max_tokens=min(s.max_tokens, 512),
+            )
 
         async def persist(result: ev.TaskResult) -> None:
             self.store.save_task(prepared.evaluation_id, result.task_id, [result], {})
             metrics.TASKS.labels(prepared.benchmark, "passed" if result.passed else "failed").inc()
 
         try:
-            await humaneval.run_completion_mode(list(problems), source, self.workspaces, samples=prepared.samples,
-                                                parallel=s.humaneval_parallel, timeout_seconds=s.humaneval_timeout_seconds,
-                                                on_problem_done=persist)
+            await humaneval.run_completion_mode(
+                list(problems),
+                source,
+                self.workspaces,
+                samples=prepared.samples,
+                parallel=s.humaneval_parallel,
+                timeout_seconds=s.humaneval_timeout_seconds,
+                on_problem_done=persist,
+            )
         finally:
             if isinstance(source, humaneval.OpenAICompletions):
                 await source.close()
 
     def _finish(self, prepared: Prepared, policy: Policy | None, started: timestamp_pb2.Timestamp) -> ev.EvalResult:
         done = self.store.finished_tasks(prepared.evaluation_id)
-        order = [p.task_id for p in prepared.problems] if prepared.kind == HUMANEVAL else [t.id for t in prepared.suite.tasks]
+        order = (
+            [p.task_id for p in prepared.problems]
+            if prepared.kind == HUMANEVAL
+            else [t.id for t in prepared.suite.tasks]
+        )
         tasks = [result for task_id in order for result in done.get(task_id, [])]
         if prepared.kind == HUMANEVAL:
             aggregate = scores.code_metrics([(int(t.metrics["n"]), int(t.metrics["c"])) for t in tasks], prepared.ks)
@@ -219,16 +272,40 @@ class Evaluator:
             aggregate = scores.agentic_metrics(tasks, max_rounds)
             if prepared.kind == HUMANEVAL_TOOLS:
                 aggregate["pass@1"] = aggregate["Pass@1"]
-        result = ev.EvalResult(id=prepared.evaluation_id, checkpoint_id=prepared.spec.checkpoint_id, benchmark=prepared.benchmark,
-                               tasks=tasks, aggregate=aggregate, policy_endpoint=policy.endpoint if policy else f"reference:{prepared.spec.reference}",
-                               started_at=started, finished_at=_now())
-        v2 = per_model_result(prepared.spec.checkpoint_id, "limi-evaluator executable rubrics", max_rounds, [
-            {"name": f"{t.task_id}/{t.subtask_id}" if t.subtask_id else t.task_id, "attempts": t.attempts, "best_score": t.score,
-             "best_attempt": int(t.metrics.get("best_round", 1)) if t.rounds else 0} for t in tasks])
+        result = ev.EvalResult(
+            id=prepared.evaluation_id,
+            checkpoint_id=prepared.spec.checkpoint_id,
+            benchmark=prepared.benchmark,
+            tasks=tasks,
+            aggregate=aggregate,
+            policy_endpoint=policy.endpoint if policy else f"reference:{prepared.spec.reference}",
+            started_at=started,
+            finished_at=_now(),
+        )
+        v2 = per_model_result(
+            prepared.spec.checkpoint_id,
+            "limi-evaluator executable rubrics",
+            max_rounds,
+            [
+                {
+                    "name": f"{t.task_id}/{t.subtask_id}" if t.subtask_id else t.task_id,
+                    "attempts": t.attempts,
+                    "best_score": t.score,
+                    "best_attempt": int(t.metrics.get("best_round", 1)) if t.rounds else 0,
+                }
+                for t in tasks
+            ],
+        )
         history = self.store.leaderboard(prepared.benchmark)
-        path = report.write_report(self.reports_dir / report.folder_name(prepared.evaluation_id), result,
-                                   self.store.trajectories(prepared.evaluation_id), history, per_model=v2,
-                                   dataset_size=prepared.spec.dataset_size, step=prepared.spec.step)
+        path = report.write_report(
+            self.reports_dir / report.folder_name(prepared.evaluation_id),
+            result,
+            self.store.trajectories(prepared.evaluation_id),
+            history,
+            per_model=v2,
+            dataset_size=prepared.spec.dataset_size,
+            step=prepared.spec.step,
+        )
         result.report_uri = path.resolve().as_uri()
         self.store.finish(result)
         return result

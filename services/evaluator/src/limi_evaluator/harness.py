@@ -72,7 +72,11 @@ def trajectory_key(task_id: str, subtask_id: str, round_number: int) -> str:
 
 
 def tokens_since(trajectory: tp.Trajectory, first_step: int) -> int:
-    return sum(s.usage.prompt_tokens + s.usage.completion_tokens for s in trajectory.steps[first_step:] if s.role == tp.ROLE_ASSISTANT)
+    return sum(
+        s.usage.prompt_tokens + s.usage.completion_tokens
+        for s in trajectory.steps[first_step:]
+        if s.role == tp.ROLE_ASSISTANT
+    )
 
 
 def check_dependencies_answered(trajectory: tp.Trajectory) -> None:
@@ -88,8 +92,16 @@ def check_dependencies_answered(trajectory: tp.Trajectory) -> None:
 
 
 class Harness:
-    def __init__(self, driver: EpisodeDriver, workspaces: WorkspaceFactory, *, evaluation_id: str,
-                 max_rounds: int | None = None, check_timeout_cap: float | None = None, restore_best: bool = True) -> None:
+    def __init__(
+        self,
+        driver: EpisodeDriver,
+        workspaces: WorkspaceFactory,
+        *,
+        evaluation_id: str,
+        max_rounds: int | None = None,
+        check_timeout_cap: float | None = None,
+        restore_best: bool = True,
+    ) -> None:
         self.driver, self.workspaces = driver, workspaces
         self.evaluation_id = evaluation_id
         # A fresh prefix per run: a resumed evaluation must not get a crashed run's episodes back.
@@ -112,11 +124,16 @@ class Harness:
             await workspace.close()
         return run
 
-    async def _run_subtask(self, suite, task, subtask, workspace: Workspace, run: TaskRun, more_follow: bool) -> ev.TaskResult:
+    async def _run_subtask(
+        self, suite, task, subtask, workspace: Workspace, run: TaskRun, more_follow: bool
+    ) -> ev.TaskResult:
         max_rounds = self.rounds_for(suite)
         pass_score = suite.pass_score_of(subtask)
-        query = query_pb2.Query(id=f"{suite.name}:{task.id}:{subtask.id}", text=subtask.query,
-                                labels={"suite": suite.name, "task": task.id, "subtask": subtask.id})
+        query = query_pb2.Query(
+            id=f"{suite.name}:{task.id}:{subtask.id}",
+            text=subtask.query,
+            labels={"suite": suite.name, "task": task.id, "subtask": subtask.id},
+        )
         result = ev.TaskResult(task_id=task.id, subtask_id=subtask.id)
         previous: tp.Trajectory | None = None
         feedback = ""
@@ -125,8 +142,12 @@ class Harness:
         for number in range(1, max_rounds + 1):
             first_new_step = len(previous.steps) if previous is not None else 0
             trajectory = await self.driver.run_round(
-                query=query, session_id=workspace.session_id, system_prompt=suite.system_prompt, previous=previous,
-                feedback=feedback, request_id=f"{self._request_prefix}:{task.id}:{subtask.id}:{number}",
+                query=query,
+                session_id=workspace.session_id,
+                system_prompt=suite.system_prompt,
+                previous=previous,
+                feedback=feedback,
+                request_id=f"{self._request_prefix}:{task.id}:{subtask.id}:{number}",
             )
             check_dependencies_answered(trajectory)
             rubric = await grade_subtask(workspace, subtask, timeout_cap=self.check_timeout_cap)
@@ -134,15 +155,35 @@ class Harness:
             key = trajectory_key(task.id, subtask.id, number)
             stored = tp.Trajectory()
             stored.CopyFrom(trajectory)
-            stored.labels.update({"limi.evaluation": self.evaluation_id, "limi.task": task.id, "limi.subtask": subtask.id,
-                                  "limi.round": str(number), "limi.grade": f"{rubric.grade:g}"})
+            stored.labels.update(
+                {
+                    "limi.evaluation": self.evaluation_id,
+                    "limi.task": task.id,
+                    "limi.subtask": subtask.id,
+                    "limi.round": str(number),
+                    "limi.grade": f"{rubric.grade:g}",
+                }
+            )
             stored.outcome.score = rubric.grade
             run.trajectories[key] = stored
             round_tokens = tokens_since(trajectory, first_new_step)
             tokens += round_tokens
-            result.rounds.add(round=number, score=rubric.grade, passed=passed, failed_items=rubric.failed_items, trajectory_id=key)
-            log.info("round graded", extra={"fields": {"evaluation": self.evaluation_id, "task": task.id, "subtask": subtask.id,
-                                                       "round": number, "grade": rubric.grade, "passed": passed}})
+            result.rounds.add(
+                round=number, score=rubric.grade, passed=passed, failed_items=rubric.failed_items, trajectory_id=key
+            )
+            log.info(
+                "round graded",
+                extra={
+                    "fields": {
+                        "evaluation": self.evaluation_id,
+                        "task": task.id,
+                        "subtask": subtask.id,
+                        "round": number,
+                        "grade": rubric.grade,
+                        "passed": passed,
+                    }
+                },
+            )
             if rubric.grade > best_grade:
                 best_grade, best_round = rubric.grade, number
                 if self.restore_best and more_follow and not passed and number < max_rounds:
@@ -155,8 +196,15 @@ class Harness:
         result.score = best_grade
         result.passed = any(r.passed for r in result.rounds)
         result.attempts = len(result.rounds)
-        result.metrics.update({"first_round_score": result.rounds[0].score, "best_round": float(best_round),
-                               "tokens": float(tokens), "pass_score": pass_score, "max_rounds": float(max_rounds)})
+        result.metrics.update(
+            {
+                "first_round_score": result.rounds[0].score,
+                "best_round": float(best_round),
+                "tokens": float(tokens),
+                "pass_score": pass_score,
+                "max_rounds": float(max_rounds),
+            }
+        )
         return result
 
 

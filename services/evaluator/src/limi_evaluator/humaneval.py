@@ -59,8 +59,10 @@ def load_problems(benchmarks_dir: pathlib.Path) -> list[Problem]:
             rows = [json.loads(line) for line in handle if line.strip()]
         return [Problem(r["task_id"], r["prompt"], r["canonical_solution"], r["test"], r["entry_point"]) for r in rows]
     except (OSError, ValueError, KeyError) as exc:
-        raise FailedPrecondition(f"HumanEval cannot be read from {path} ({type(exc).__name__}: {exc}); "
-                                 "set LIMI_EVALUATOR_BENCHMARKS_DIR to the folder holding humaneval/") from None
+        raise FailedPrecondition(
+            f"HumanEval cannot be read from {path} ({type(exc).__name__}: {exc}); "
+            "set LIMI_EVALUATOR_BENCHMARKS_DIR to the folder holding humaneval/"
+        ) from None
 
 
 def truncate_completion(text: str) -> str:
@@ -96,12 +98,25 @@ class ReferenceCompletions:
 class OpenAICompletions:
     """Continuations from an OpenAI-compatible `/v1/completions` endpoint (vLLM serves one)."""
 
-    def __init__(self, endpoint: str, model: str, *, temperature: float, top_p: float, max_tokens: int = 512,
-                 timeout_seconds: float = 300.0, attempts: int = 4) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        model: str,
+        *,
+        temperature: float,
+        top_p: float,
+        max_tokens: int = 512,
+        timeout_seconds: float = 300.0,
+        attempts: int = 4,
+    ) -> None:
         self.endpoint, self.model = endpoint.rstrip("/"), model
         self.sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=STOP_SEQUENCES)
-        self._client = PolicyClient(endpoint, model, retry=RetryPolicy(attempts=attempts, first_backoff_seconds=0.5),
-                                    timeout_seconds=timeout_seconds)
+        self._client = PolicyClient(
+            endpoint,
+            model,
+            retry=RetryPolicy(attempts=attempts, first_backoff_seconds=0.5),
+            timeout_seconds=timeout_seconds,
+        )
 
     async def complete(self, problem: Problem, n: int) -> list[str]:
         try:
@@ -149,8 +164,12 @@ async def run_completion_mode(
                 for number, completion in enumerate(completions, start=1):
                     outcome = await workspace.run_python(completion_program(problem, completion), timeout_seconds)
                     passed = outcome.exit_code == 0 and not outcome.timed_out
-                    result.rounds.add(round=number, score=10.0 if passed else 0.0, passed=passed,
-                                      failed_items=[] if passed else [_failure(outcome)])
+                    result.rounds.add(
+                        round=number,
+                        score=10.0 if passed else 0.0,
+                        passed=passed,
+                        failed_items=[] if passed else [_failure(outcome)],
+                    )
                 correct = sum(r.passed for r in result.rounds)
                 result.score = 10.0 * correct / samples
                 result.passed = correct == samples
@@ -176,21 +195,36 @@ def tool_check(problem: Problem, timeout_seconds: float) -> Check:
         f"program = source + '\\n\\n' + {problem.test!r} + '\\n\\ncheck({problem.entry_point})\\n'\n"
         "exec(compile(program, 'solution.py', 'exec'), {'__name__': 'humaneval_check'})\n"
     )
-    return Check(name=f"solution.py passes the hidden tests of {problem.task_id}", python=code, timeout_seconds=timeout_seconds)
+    return Check(
+        name=f"solution.py passes the hidden tests of {problem.task_id}", python=code, timeout_seconds=timeout_seconds
+    )
 
 
 def tool_query(problem: Problem) -> str:
-    return (f"Implement the Python function `{problem.entry_point}` in the file solution.py. The file already holds its "
-            f"signature and docstring; write a body that makes it correct, keep the name, and answer briefly when done.\n\n"
-            f"```python\n{problem.prompt}```")
+    return (
+        f"Implement the Python function `{problem.entry_point}` in the file solution.py. The file already holds its "
+        f"signature and docstring; write a body that makes it correct, keep the name, and answer briefly when done.\n\n"
+        f"```python\n{problem.prompt}```"
+    )
 
 
 def tool_suite(problems: list[Problem], timeout_seconds: float, max_rounds: int = 1) -> Suite:
     """HumanEval as a tool-use suite: one task per problem, passed only when every hidden test passes."""
     tasks = tuple(
-        Task(id=problem.slug, description=problem.task_id, files=(("solution.py", (problem.prompt + "    pass\n").encode()),),
-             subtasks=(Subtask("1", tool_query(problem), deliverables=("solution.py",), checks=(tool_check(problem, timeout_seconds),)),),
-             labels=(("humaneval", problem.task_id),))
+        Task(
+            id=problem.slug,
+            description=problem.task_id,
+            files=(("solution.py", (problem.prompt + "    pass\n").encode()),),
+            subtasks=(
+                Subtask(
+                    "1",
+                    tool_query(problem),
+                    deliverables=("solution.py",),
+                    checks=(tool_check(problem, timeout_seconds),),
+                ),
+            ),
+            labels=(("humaneval", problem.task_id),),
+        )
         for problem in problems
     )
     return Suite(name="humaneval-tools", tasks=tasks, max_rounds=max_rounds, pass_score=10.0, origin="humaneval")

@@ -30,7 +30,10 @@ def _model_path(checkpoint_uri: str) -> str:
     parsed = urllib.parse.urlparse(checkpoint_uri)
     path = parsed.path if parsed.scheme == "file" else checkpoint_uri
     if parsed.scheme not in ("", "file") or not path.startswith(MOUNT + "/"):
-        raise InvalidArgument("checkpoint_uri", f"must be a path under {MOUNT}/ (the checkpoints volume) in kubernetes mode, got {checkpoint_uri!r}")
+        raise InvalidArgument(
+            "checkpoint_uri",
+            f"must be a path under {MOUNT}/ (the checkpoints volume) in kubernetes mode, got {checkpoint_uri!r}",
+        )
     return path
 
 
@@ -42,9 +45,22 @@ def policy_manifests(checkpoint_uri: str, settings: EvaluatorSettings) -> tuple[
     container = {
         "name": "vllm",
         "image": settings.kubernetes_image,
-        "args": ["--model", model, "--served-model-name", settings.served_model_name, "--host", "0.0.0.0", "--port", str(PORT),
-                 "--max-model-len", str(settings.vllm_max_model_len), "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
-                 *settings.vllm_extra_args],
+        "args": [
+            "--model",
+            model,
+            "--served-model-name",
+            settings.served_model_name,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(PORT),
+            "--max-model-len",
+            str(settings.vllm_max_model_len),
+            "--enable-auto-tool-choice",
+            "--tool-call-parser",
+            "hermes",
+            *settings.vllm_extra_args,
+        ],
         "ports": [{"name": "http", "containerPort": PORT}],
         "readinessProbe": {"httpGet": {"path": "/v1/models", "port": PORT}, "periodSeconds": 5, "failureThreshold": 3},
         "resources": {"limits": {"nvidia.com/gpu": str(settings.kubernetes_gpus)}} if settings.kubernetes_gpus else {},
@@ -65,7 +81,15 @@ def policy_manifests(checkpoint_uri: str, settings: EvaluatorSettings) -> tuple[
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "containers": [container],
-                    "volumes": [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": settings.kubernetes_checkpoints_claim, "readOnly": True}}],
+                    "volumes": [
+                        {
+                            "name": "checkpoints",
+                            "persistentVolumeClaim": {
+                                "claimName": settings.kubernetes_checkpoints_claim,
+                                "readOnly": True,
+                            },
+                        }
+                    ],
                 },
             },
         },
@@ -110,13 +134,17 @@ class KubernetesPolicy:
                     break
                 except Unavailable:
                     if time.monotonic() > deadline:
-                        raise Unavailable(f"the policy Job {namespace}/{name} did not serve {endpoint} within "
-                                          f"{self.settings.vllm_start_timeout_seconds:g} s") from None
+                        raise Unavailable(
+                            f"the policy Job {namespace}/{name} did not serve {endpoint} within "
+                            f"{self.settings.vllm_start_timeout_seconds:g} s"
+                        ) from None
                     await asyncio.sleep(5)
             yield Policy(endpoint, self.settings.served_model_name, f"Kubernetes Job {namespace}/{name}")
         finally:
             await asyncio.to_thread(_delete, core.delete_namespaced_service, name, namespace)
-            await asyncio.to_thread(_delete, batch.delete_namespaced_job, name, namespace, propagation_policy="Foreground")
+            await asyncio.to_thread(
+                _delete, batch.delete_namespaced_job, name, namespace, propagation_policy="Foreground"
+            )
 
 
 def _delete(method, name: str, namespace: str, **kwargs) -> None:
@@ -127,4 +155,3 @@ def _delete(method, name: str, namespace: str, **kwargs) -> None:
     except ApiException as exc:
         if exc.status != 404:
             raise
-

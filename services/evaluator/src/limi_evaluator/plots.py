@@ -24,15 +24,18 @@ def _save(figure, path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def score_per_checkpoint(points: list[tuple[str, float]], metric: str, title: str, path: pathlib.Path,
-                         highlight: str = "") -> pathlib.Path:
+def score_per_checkpoint(
+    points: list[tuple[str, float]], metric: str, title: str, path: pathlib.Path, highlight: str = ""
+) -> pathlib.Path:
     """One bar per checkpoint (label, value), in the given order; `highlight` marks the current one."""
     figure, axes = plt.subplots(figsize=(max(5.0, 0.9 * len(points) + 2), 3.6))
     labels = [label if len(label) <= 24 else label[:21] + "..." for label, _ in points]
     colors = ["#d9480f" if label == highlight else "#1c7ed6" for label, _ in points]
     bars = axes.bar(range(len(points)), [value for _, value in points], color=colors)
-    for bar, (_, value) in zip(bars, points):
-        axes.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
+    for bar, (_, value) in zip(bars, points, strict=False):
+        axes.annotate(
+            f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8
+        )
     axes.set_xticks(range(len(points)), labels, rotation=30, ha="right", fontsize=8)
     axes.set_ylabel(metric)
     axes.set_ylim(0, max(100.0, max((v for _, v in points), default=0) * 1.1))
@@ -46,8 +49,13 @@ def score_vs_samples(points: list[tuple[int, float, str]], metric: str, title: s
     ordered = sorted(points)
     axes.plot([p[0] for p in ordered], [p[1] for p in ordered], marker="o", color="#1c7ed6")
     for samples, value, label in ordered:
-        axes.annotate(label if len(label) <= 16 else label[:13] + "...", (samples, value), textcoords="offset points",
-                      xytext=(4, 4), fontsize=7)
+        axes.annotate(
+            label if len(label) <= 16 else label[:13] + "...",
+            (samples, value),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=7,
+        )
     axes.set_xlabel("training samples")
     axes.set_ylabel(metric)
     axes.set_ylim(0, max(100.0, max((p[1] for p in points), default=0) * 1.1))
@@ -59,11 +67,13 @@ def score_vs_samples(points: list[tuple[int, float, str]], metric: str, title: s
 def score_lines(lines: dict[str, list[tuple[int, float]]], metric: str, title: str, path: pathlib.Path) -> pathlib.Path:
     """One line per named series of (training samples, value) points, with the values written beside the points."""
     figure, axes = plt.subplots(figsize=(6.5, 4.0))
-    for (name, points), color in zip(lines.items(), ("#1c7ed6", "#e8590c", "#2f9e44", "#862e9c")):
+    for (name, points), color in zip(lines.items(), ("#1c7ed6", "#e8590c", "#2f9e44", "#862e9c"), strict=False):
         ordered = sorted(points)
         axes.plot([p[0] for p in ordered], [p[1] for p in ordered], marker="o", color=color, label=name)
         for samples, value in ordered:
-            axes.annotate(f"{value:.1f}", (samples, value), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+            axes.annotate(
+                f"{value:.1f}", (samples, value), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color
+            )
     axes.set_xlabel("training samples (0: the base model)")
     axes.set_ylabel(metric)
     axes.set_ylim(0, 100.0)

@@ -53,11 +53,15 @@ def checkpoint_path(uri: str) -> pathlib.Path:
         CheckpointUnusable: another scheme, a missing directory, or no config.json in it.
     """
     if not uri.strip():
-        raise InvalidArgument("checkpoint_uri", "must name the checkpoint's Hugging Face directory (file:///... or a path)")
+        raise InvalidArgument(
+            "checkpoint_uri", "must name the checkpoint's Hugging Face directory (file:///... or a path)"
+        )
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme not in ("", "file"):
-        raise CheckpointUnusable(f"checkpoint {uri} is on {parsed.scheme}://, which the vllm policy mode cannot read; "
-                                 "use a local path, or LIMI_EVALUATOR_POLICY_MODE=kubernetes with the checkpoint volume")
+        raise CheckpointUnusable(
+            f"checkpoint {uri} is on {parsed.scheme}://, which the vllm policy mode cannot read; "
+            "use a local path, or LIMI_EVALUATOR_POLICY_MODE=kubernetes with the checkpoint volume"
+        )
     path = pathlib.Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else uri).expanduser()
     if not path.is_dir():
         raise CheckpointUnusable(f"checkpoint path {path} does not exist")
@@ -75,11 +79,15 @@ async def probe_endpoint(endpoint: str, attempts: int = 3, timeout: float = 5.0)
     """
     if not endpoint.startswith(("http://", "https://")):
         raise InvalidArgument("endpoint", f"must be an http(s) URL such as http://127.0.0.1:8000/v1, got {endpoint!r}")
-    client = PolicyClient(endpoint, "", retry=RetryPolicy(attempts=attempts, first_backoff_seconds=0.5), timeout_seconds=timeout)
+    client = PolicyClient(
+        endpoint, "", retry=RetryPolicy(attempts=attempts, first_backoff_seconds=0.5), timeout_seconds=timeout
+    )
     try:
         return await client.models()
     except (PolicyUnavailable, PolicyRejected) as exc:
-        raise PolicyUnavailable("policy", f"the policy endpoint {endpoint} is unreachable: GET /models failed ({exc})") from None
+        raise PolicyUnavailable(
+            "policy", f"the policy endpoint {endpoint} is unreachable: GET /models failed ({exc})"
+        ) from None
     finally:
         await client.close()
 
@@ -96,7 +104,11 @@ class PolicyProvider:
     @contextlib.asynccontextmanager
     async def endpoint(self, endpoint: str, model: str = "") -> AsyncIterator[Policy]:
         served = await probe_endpoint(endpoint)
-        yield Policy(endpoint.rstrip("/"), model or (served[0] if served else self.settings.served_model_name), f"endpoint {endpoint}")
+        yield Policy(
+            endpoint.rstrip("/"),
+            model or (served[0] if served else self.settings.served_model_name),
+            f"endpoint {endpoint}",
+        )
 
     @contextlib.asynccontextmanager
     async def serve(self, checkpoint_uri: str) -> AsyncIterator[Policy]:
@@ -119,9 +131,14 @@ class PolicyProvider:
         async with self._vllm_slot:
             logs = s.data_dir / "logs"
             logs.mkdir(parents=True, exist_ok=True)
-            server = VllmServer(model_dir, s.served_model_name, max_model_len=s.vllm_max_model_len,
-                                log_file=logs / f"vllm-{model_dir.name}-{int(time.time())}.log", extra_args=s.vllm_extra_args,
-                                groups_dir=s.data_dir / VLLM_GROUPS)
+            server = VllmServer(
+                model_dir,
+                s.served_model_name,
+                max_model_len=s.vllm_max_model_len,
+                log_file=logs / f"vllm-{model_dir.name}-{int(time.time())}.log",
+                extra_args=s.vllm_extra_args,
+                groups_dir=s.data_dir / VLLM_GROUPS,
+            )
             started = time.perf_counter()
             try:
                 await asyncio.to_thread(server.start, s.vllm_start_timeout_seconds)
@@ -131,8 +148,16 @@ class PolicyProvider:
                 raise
             metrics.POLICY_STARTS.labels("vllm", "ok").inc()
             metrics.POLICY_START_SECONDS.labels("vllm").observe(time.perf_counter() - started)
-            log.info("vLLM serving", extra={"fields": {"checkpoint": str(model_dir), "endpoint": server.endpoint,
-                                                       "seconds": round(time.perf_counter() - started, 1)}})
+            log.info(
+                "vLLM serving",
+                extra={
+                    "fields": {
+                        "checkpoint": str(model_dir),
+                        "endpoint": server.endpoint,
+                        "seconds": round(time.perf_counter() - started, 1),
+                    }
+                },
+            )
             try:
                 yield Policy(server.endpoint, s.served_model_name, f"vLLM on {model_dir} (pid {server.process.pid})")
             finally:

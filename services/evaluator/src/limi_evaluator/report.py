@@ -61,23 +61,35 @@ def _write_trajectories(folder: pathlib.Path, trajectories: dict[str, tp.Traject
     links = {}
     for key, trajectory in trajectories.items():
         name = f"{_safe(key)}.json"
-        (target / name).write_text(limi_format.dumps_sample(limi_format.trajectory_to_limi(trajectory)) + "\n", encoding="utf-8")
+        (target / name).write_text(
+            limi_format.dumps_sample(limi_format.trajectory_to_limi(trajectory)) + "\n", encoding="utf-8"
+        )
         links[key] = f"trajectories/{name}"
     return links
 
 
-def _plots(folder: pathlib.Path, result: ev.EvalResult, history: list[LeaderboardRow], metric: str,
-           dataset_size: int | None) -> tuple[list[str], str]:
-    rows = [(r.checkpoint_id, r.aggregate.get(metric, 0.0), r.dataset_size) for r in history if r.evaluation_id != result.id]
+def _plots(
+    folder: pathlib.Path, result: ev.EvalResult, history: list[LeaderboardRow], metric: str, dataset_size: int | None
+) -> tuple[list[str], str]:
+    rows = [
+        (r.checkpoint_id, r.aggregate.get(metric, 0.0), r.dataset_size) for r in history if r.evaluation_id != result.id
+    ]
     rows.append((result.checkpoint_id, result.aggregate.get(metric, 0.0), dataset_size))
     made = []
     if metric:
-        plots.score_per_checkpoint([(c, v) for c, v, _ in rows], metric, f"{result.benchmark}: {metric} per checkpoint",
-                                   folder / "score_per_checkpoint.png", highlight=result.checkpoint_id)
+        plots.score_per_checkpoint(
+            [(c, v) for c, v, _ in rows],
+            metric,
+            f"{result.benchmark}: {metric} per checkpoint",
+            folder / "score_per_checkpoint.png",
+            highlight=result.checkpoint_id,
+        )
         made.append("score_per_checkpoint.png")
     sized = [(size, value, checkpoint) for checkpoint, value, size in rows if size is not None]
     if metric and len({size for size, _, _ in sized}) >= 2:
-        plots.score_vs_samples(sized, metric, f"{result.benchmark}: {metric} vs training samples", folder / "score_vs_samples.png")
+        plots.score_vs_samples(
+            sized, metric, f"{result.benchmark}: {metric} vs training samples", folder / "score_vs_samples.png"
+        )
         made.append("score_vs_samples.png")
         note = ""
     else:
@@ -91,17 +103,27 @@ def _round_items(task: ev.TaskResult, links: dict[str, str], code: bool) -> str:
         state = "passed" if r.passed else "failed"
         label = f"sample {r.round}" if code else f"round {r.round}"
         grade = ("pass" if r.passed else "fail") if code else f"{r.score:g}/10"
-        link = f' &middot; <a class="trajectory" href="{_e(links[r.trajectory_id])}">trajectory</a>' if r.trajectory_id in links else ""
+        link = (
+            f' &middot; <a class="trajectory" href="{_e(links[r.trajectory_id])}">trajectory</a>'
+            if r.trajectory_id in links
+            else ""
+        )
         failed = "".join(f"<li>{_e(item)}</li>" for item in r.failed_items)
-        items.append(f'<li class="round {state}">{label}: <span class="grade">{_e(grade)}</span>{link}'
-                     + (f'<ul class="failed-items">{failed}</ul>' if failed else "") + "</li>")
+        items.append(
+            f'<li class="round {state}">{label}: <span class="grade">{_e(grade)}</span>{link}'
+            + (f'<ul class="failed-items">{failed}</ul>' if failed else "")
+            + "</li>"
+        )
     return f'<ol class="rounds">{"".join(items)}</ol>'
 
 
 def _task_rows(result: ev.EvalResult, links: dict[str, str]) -> str:
     code = all(not t.subtask_id for t in result.tasks) and any("n" in t.metrics for t in result.tasks)
-    head = ("<tr><th>problem</th><th>passed samples</th><th>outcome</th><th>samples</th></tr>" if code else
-            "<tr><th>task</th><th>subtask</th><th>best grade</th><th>outcome</th><th>rounds used</th><th>rounds</th></tr>")
+    head = (
+        "<tr><th>problem</th><th>passed samples</th><th>outcome</th><th>samples</th></tr>"
+        if code
+        else "<tr><th>task</th><th>subtask</th><th>best grade</th><th>outcome</th><th>rounds used</th><th>rounds</th></tr>"
+    )
     rows = []
     for t in result.tasks:
         state = "passed" if t.passed else "failed"
@@ -109,37 +131,67 @@ def _task_rows(result: ev.EvalResult, links: dict[str, str]) -> str:
             cells = f"<td>{_e(t.task_id)}</td><td>{int(t.metrics['c'])}/{int(t.metrics['n'])}</td>"
         else:
             cells = f"<td>{_e(t.task_id)}</td><td>{_e(t.subtask_id)}</td><td>{t.score:g}/10</td>"
-        rows.append(f'<tr class="task-row {state}" data-task="{_e(t.task_id)}" data-subtask="{_e(t.subtask_id)}">{cells}'
-                    f'<td class="outcome">{state}</td>' + ("" if code else f"<td>{t.attempts}</td>")
-                    + f"<td>{_round_items(t, links, code)}</td></tr>")
+        rows.append(
+            f'<tr class="task-row {state}" data-task="{_e(t.task_id)}" data-subtask="{_e(t.subtask_id)}">{cells}'
+            f'<td class="outcome">{state}</td>'
+            + ("" if code else f"<td>{t.attempts}</td>")
+            + f"<td>{_round_items(t, links, code)}</td></tr>"
+        )
     return f'<table id="tasks"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def _leaderboard(result: ev.EvalResult, history: list[LeaderboardRow], metric: str, dataset_size: int | None, step: int | None) -> str:
-    rows = [(r.checkpoint_id, r.dataset_size, r.step, r.aggregate, r.report_uri) for r in history if r.evaluation_id != result.id]
+def _leaderboard(
+    result: ev.EvalResult, history: list[LeaderboardRow], metric: str, dataset_size: int | None, step: int | None
+) -> str:
+    rows = [
+        (r.checkpoint_id, r.dataset_size, r.step, r.aggregate, r.report_uri)
+        for r in history
+        if r.evaluation_id != result.id
+    ]
     rows.append((result.checkpoint_id, dataset_size, step, dict(result.aggregate), "index.html"))
     keys = [metric] + [k for k in ("FTFC", "S_avg", "pass@1") if k != metric and k in result.aggregate]
-    head = "<tr><th>checkpoint</th><th>training samples</th><th>step</th>" + "".join(f"<th>{_e(k)}</th>" for k in keys) + "<th>report</th></tr>"
+    head = (
+        "<tr><th>checkpoint</th><th>training samples</th><th>step</th>"
+        + "".join(f"<th>{_e(k)}</th>" for k in keys)
+        + "<th>report</th></tr>"
+    )
     body = "".join(
         f'<tr class="{"current" if checkpoint == result.checkpoint_id else ""}"><td>{_e(checkpoint)}</td><td>{"" if size is None else size}</td>'
-        f'<td>{"" if st is None else st}</td>' + "".join(f"<td>{aggregate.get(k, 0.0):.1f}</td>" for k in keys)
-        + (f'<td><a href="{_e(uri)}">report</a></td>' if uri else "<td></td>") + "</tr>"
+        f"<td>{'' if st is None else st}</td>"
+        + "".join(f"<td>{aggregate.get(k, 0.0):.1f}</td>" for k in keys)
+        + (f'<td><a href="{_e(uri)}">report</a></td>' if uri else "<td></td>")
+        + "</tr>"
         for checkpoint, size, st, aggregate, uri in rows
     )
     return f'<table id="leaderboard"><thead>{head}</thead><tbody>{body}</tbody></table>'
 
 
-def write_report(folder: pathlib.Path, result: ev.EvalResult, trajectories: dict[str, tp.Trajectory], history: list[LeaderboardRow],
-                 *, per_model: dict, dataset_size: int | None = None, step: int | None = None) -> pathlib.Path:
+def write_report(
+    folder: pathlib.Path,
+    result: ev.EvalResult,
+    trajectories: dict[str, tp.Trajectory],
+    history: list[LeaderboardRow],
+    *,
+    per_model: dict,
+    dataset_size: int | None = None,
+    step: int | None = None,
+) -> pathlib.Path:
     """Write the report folder; returns the path of index.html."""
     folder.mkdir(parents=True, exist_ok=True)
     links = _write_trajectories(folder, trajectories)
     metric = scores.primary_metric(result.aggregate)
     made, note = _plots(folder, result, history, metric, dataset_size)
-    (folder / "result.json").write_text(json_format.MessageToJson(result, preserving_proto_field_name=True) + "\n", encoding="utf-8")
+    (folder / "result.json").write_text(
+        json_format.MessageToJson(result, preserving_proto_field_name=True) + "\n", encoding="utf-8"
+    )
     (folder / "agencybench_v2.json").write_text(json.dumps(per_model, indent=2) + "\n", encoding="utf-8")
-    aggregate = "".join(f'<tr data-metric="{_e(k)}"><td>{_e(k)}</td><td>{v:.2f}</td></tr>' for k, v in sorted(result.aggregate.items()))
-    figures = "".join(f'<figure><img id="plot-{name.removesuffix(".png").replace("_", "-")}" src="{name}" alt="{_e(name)}"></figure>' for name in made)
+    aggregate = "".join(
+        f'<tr data-metric="{_e(k)}"><td>{_e(k)}</td><td>{v:.2f}</td></tr>' for k, v in sorted(result.aggregate.items())
+    )
+    figures = "".join(
+        f'<figure><img id="plot-{name.removesuffix(".png").replace("_", "-")}" src="{name}" alt="{_e(name)}"></figure>'
+        for name in made
+    )
     started = result.started_at.ToDatetime().isoformat(timespec="seconds") + "Z"
     finished = result.finished_at.ToDatetime().isoformat(timespec="seconds") + "Z"
     page = f"""<!doctype html>

@@ -41,10 +41,16 @@ class RolloutDriver:
         self._channel = client_channel(address)
         self._stub = rollout_pb2_grpc.RolloutServiceStub(self._channel)
 
-    def _request(self, query, session_id, system_prompt, previous, feedback, request_id) -> rollout_pb2.RunEpisodeRequest:
+    def _request(
+        self, query, session_id, system_prompt, previous, feedback, request_id
+    ) -> rollout_pb2.RunEpisodeRequest:
         s = self.settings
         request = rollout_pb2.RunEpisodeRequest(
-            system_prompt=system_prompt, endpoint=s.endpoint, model=s.model, sandbox_session_id=session_id, request_id=request_id,
+            system_prompt=system_prompt,
+            endpoint=s.endpoint,
+            model=s.model,
+            sandbox_session_id=session_id,
+            request_id=request_id,
             sampling=tp.SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed),
             limits=rollout_pb2.EpisodeLimits(max_turns=s.max_turns, max_wall_seconds=int(s.max_wall_seconds)),
         )
@@ -55,8 +61,16 @@ class RolloutDriver:
             request.feedback, request.feedback_author = feedback, "rubric"
         return request
 
-    async def run_round(self, *, query: query_pb2.Query, session_id: str, system_prompt: str,
-                        previous: tp.Trajectory | None, feedback: str, request_id: str) -> tp.Trajectory:
+    async def run_round(
+        self,
+        *,
+        query: query_pb2.Query,
+        session_id: str,
+        system_prompt: str,
+        previous: tp.Trajectory | None,
+        feedback: str,
+        request_id: str,
+    ) -> tp.Trajectory:
         request = self._request(query, session_id, system_prompt, previous, feedback, request_id)
         what = f"rollout RunEpisode at {self.address}"
 

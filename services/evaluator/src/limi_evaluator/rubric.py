@@ -65,7 +65,9 @@ def judge(check: Check, outcome: ExecOutcome) -> tuple[float, str]:
         return 0.0, "ran out of memory"
     if check.expect_exit is not None and outcome.exit_code != check.expect_exit:
         why = _last_line(outcome.stderr) or _last_line(outcome.stdout)
-        return 0.0, f"exit code {outcome.exit_code}, expected {check.expect_exit}" + (f" ({_short(why, 200)})" if why else "")
+        return 0.0, f"exit code {outcome.exit_code}, expected {check.expect_exit}" + (
+            f" ({_short(why, 200)})" if why else ""
+        )
     stdout = outcome.stdout
     if check.stdout_equals is not None and stdout.rstrip("\n") != check.stdout_equals.rstrip("\n"):
         return 0.0, f"printed {_short(stdout, 120)!r}, expected {_short(check.stdout_equals, 120)!r}"
@@ -81,7 +83,9 @@ def judge(check: Check, outcome: ExecOutcome) -> tuple[float, str]:
         except ValueError:
             return 0.0, f"the last output line {_short(last, 80)!r} is not a score between 0 and 1"
         value = min(max(value, 0.0), 1.0)
-        return value, "" if value >= 1.0 else f"partial credit {value:.2f}" + (f" ({_short(_last_line(outcome.stderr), 200)})" if outcome.stderr.strip() else "")
+        return value, "" if value >= 1.0 else f"partial credit {value:.2f}" + (
+            f" ({_short(_last_line(outcome.stderr), 200)})" if outcome.stderr.strip() else ""
+        )
     return 1.0, ""
 
 
@@ -101,7 +105,9 @@ async def grade_subtask(workspace: Workspace, subtask: Subtask, *, timeout_cap: 
     for check in subtask.checks:
         items.append(await run_check(workspace, check, timeout_cap))
     total = sum(item.weight for item in items)
-    grade = round(10.0 * sum(item.weight * item.score for item in items) / total, subtask.round_digits) if total else 0.0
+    grade = (
+        round(10.0 * sum(item.weight * item.score for item in items) / total, subtask.round_digits) if total else 0.0
+    )
     return RubricResult(grade, tuple(items))
 
 
@@ -109,4 +115,3 @@ def feedback_text(result: RubricResult) -> str:
     """The next round's feedback: the unmet rubric items with their reasons."""
     lines = [f"- {line}" for line in result.failed_items]
     return "\n".join([FEEDBACK_HEAD, *lines]) if lines else ""
-

@@ -39,7 +39,9 @@ class EvaluatorApp:
             for name, value in row.aggregate.items():
                 metrics.SCORE.labels(row.checkpoint_id, row.benchmark, name).set(value)
         self.workspaces = SandboxWorkspaces(settings.sandbox_address, settings.sandbox_backend)
-        self.evaluator = Evaluator(settings, self.store, Catalog(settings.benchmarks_dir, settings.suites_dir), self.workspaces)
+        self.evaluator = Evaluator(
+            settings, self.store, Catalog(settings.benchmarks_dir, settings.suites_dir), self.workspaces
+        )
         self.policies = PolicyProvider(settings)
         self.bus = BusLink(self.name)
         self.servicer = EvaluatorServicer(settings, self.evaluator, self.policies, lambda: self.bus.publisher)
@@ -50,13 +52,23 @@ class EvaluatorApp:
     async def start(self, context: ServiceContext) -> None:
         if not self.settings.consume_checkpoints:
             return
-        handler = CheckpointEvaluations(self.evaluator, self.policies, self.bus.publisher, self.settings.benchmarks,
-                                        final_only=self.settings.final_checkpoints_only,
-                                        task_limit=self.settings.checkpoint_task_limit)
+        handler = CheckpointEvaluations(
+            self.evaluator,
+            self.policies,
+            self.bus.publisher,
+            self.settings.benchmarks,
+            final_only=self.settings.final_checkpoints_only,
+            task_limit=self.settings.checkpoint_task_limit,
+        )
         spec = ConsumerSpec(
-            bus.stream_for(bus.CHECKPOINTS_SAVED).name, "evaluator", bus.CHECKPOINTS_SAVED,
-            ack_wait_seconds=self.settings.ack_wait_seconds, max_deliver=self.settings.max_deliver,
-            backoff_seconds=self.settings.redelivery_backoff_seconds, concurrency=1, fetch_batch=1,
+            bus.stream_for(bus.CHECKPOINTS_SAVED).name,
+            "evaluator",
+            bus.CHECKPOINTS_SAVED,
+            ack_wait_seconds=self.settings.ack_wait_seconds,
+            max_deliver=self.settings.max_deliver,
+            backoff_seconds=self.settings.redelivery_backoff_seconds,
+            concurrency=1,
+            fetch_batch=1,
         )
         context.consume(spec, handler.handle)
 

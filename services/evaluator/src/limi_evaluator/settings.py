@@ -85,21 +85,57 @@ class EvaluatorSettings(ServiceSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         cls, prefix = type(self), self.PREFIX
-        check(self.policy_mode in POLICY_MODES, cls, "policy_mode", prefix, f"must be one of {', '.join(POLICY_MODES)}, got {self.policy_mode!r}")
+        check(
+            self.policy_mode in POLICY_MODES,
+            cls,
+            "policy_mode",
+            prefix,
+            f"must be one of {', '.join(POLICY_MODES)}, got {self.policy_mode!r}",
+        )
         if self.policy_mode == "endpoint":
-            check(self.policy_endpoint.startswith(("http://", "https://")), cls, "policy_endpoint", prefix,
-                  f"must be an http(s) URL when LIMI_EVALUATOR_POLICY_MODE=endpoint, got {self.policy_endpoint!r}")
+            check(
+                self.policy_endpoint.startswith(("http://", "https://")),
+                cls,
+                "policy_endpoint",
+                prefix,
+                f"must be an http(s) URL when LIMI_EVALUATOR_POLICY_MODE=endpoint, got {self.policy_endpoint!r}",
+            )
         check(bool(self.benchmarks), cls, "benchmarks", prefix, "must name at least one benchmark")
-        for name in ("max_rounds", "task_concurrency", "max_tokens", "max_turns", "humaneval_samples", "humaneval_parallel", "max_deliver"):
+        for name in (
+            "max_rounds",
+            "task_concurrency",
+            "max_tokens",
+            "max_turns",
+            "humaneval_samples",
+            "humaneval_parallel",
+            "max_deliver",
+        ):
             check(getattr(self, name) >= 1, cls, name, prefix, "must be at least 1")
         check(self.max_rounds <= 10, cls, "max_rounds", prefix, "must be at most 10")
-        check(all(1 <= k <= self.humaneval_samples for k in self.humaneval_k), cls, "humaneval_k", prefix,
-              f"each k must be between 1 and LIMI_EVALUATOR_HUMANEVAL_SAMPLES ({self.humaneval_samples})")
+        check(
+            all(1 <= k <= self.humaneval_samples for k in self.humaneval_k),
+            cls,
+            "humaneval_k",
+            prefix,
+            f"each k must be between 1 and LIMI_EVALUATOR_HUMANEVAL_SAMPLES ({self.humaneval_samples})",
+        )
         check(0.0 <= self.temperature <= 2.0, cls, "temperature", prefix, "must be between 0 and 2")
         check(0.0 < self.top_p <= 1.0, cls, "top_p", prefix, "must be in (0, 1]")
         check(self.humaneval_limit >= 0, cls, "humaneval_limit", prefix, "must not be negative")
-        check(self.checkpoint_task_limit >= 0, cls, "checkpoint_task_limit", prefix, "must not be negative (0: every task)")
-        for name in ("round_wall_seconds", "check_timeout_seconds", "humaneval_timeout_seconds", "ack_wait_seconds", "vllm_start_timeout_seconds"):
+        check(
+            self.checkpoint_task_limit >= 0,
+            cls,
+            "checkpoint_task_limit",
+            prefix,
+            "must not be negative (0: every task)",
+        )
+        for name in (
+            "round_wall_seconds",
+            "check_timeout_seconds",
+            "humaneval_timeout_seconds",
+            "ack_wait_seconds",
+            "vllm_start_timeout_seconds",
+        ):
             check(getattr(self, name) > 0, cls, name, prefix, "must be positive")
 
     @property
@@ -107,7 +143,9 @@ class EvaluatorSettings(ServiceSettings):
         if self.checkpoint_roots:
             return self.checkpoint_roots
         if self.policy_mode == "kubernetes":
-            return (pathlib.Path("/checkpoints"),)  # where the vLLM Job mounts the checkpoints claim (kubernetes_policy.MOUNT)
+            return (
+                pathlib.Path("/checkpoints"),
+            )  # where the vLLM Job mounts the checkpoints claim (kubernetes_policy.MOUNT)
         return (self.data_dir_of("trainer"), model_cache_dir())
 
     @property

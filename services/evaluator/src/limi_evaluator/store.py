@@ -70,32 +70,59 @@ class EvaluationStore:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
-    def begin(self, evaluation_id: str, checkpoint_id: str, benchmark: str, *, dataset_size: int | None = None, step: int | None = None) -> int:
+    def begin(
+        self,
+        evaluation_id: str,
+        checkpoint_id: str,
+        benchmark: str,
+        *,
+        dataset_size: int | None = None,
+        step: int | None = None,
+    ) -> int:
         """Record a (re)started evaluation; returns how many runs it has had, this one included."""
-        self._write([
-            ("INSERT OR IGNORE INTO evaluations (id, checkpoint_id, benchmark, status, dataset_size, step, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-             (evaluation_id, checkpoint_id, benchmark, RUNNING, dataset_size, step, time.time())),
-            ("UPDATE evaluations SET runs = runs + 1, status = CASE status WHEN ? THEN status ELSE ? END, error = '' WHERE id = ?",
-             (FINISHED, RUNNING, evaluation_id)),
-        ])
+        self._write(
+            [
+                (
+                    "INSERT OR IGNORE INTO evaluations (id, checkpoint_id, benchmark, status, dataset_size, step, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (evaluation_id, checkpoint_id, benchmark, RUNNING, dataset_size, step, time.time()),
+                ),
+                (
+                    "UPDATE evaluations SET runs = runs + 1, status = CASE status WHEN ? THEN status ELSE ? END, error = '' WHERE id = ?",
+                    (FINISHED, RUNNING, evaluation_id),
+                ),
+            ]
+        )
         return self._read("SELECT runs FROM evaluations WHERE id = ?", (evaluation_id,))[0][0]
 
     def status(self, evaluation_id: str) -> str | None:
         rows = self._read("SELECT status FROM evaluations WHERE id = ?", (evaluation_id,))
         return rows[0][0] if rows else None
 
-    def save_task(self, evaluation_id: str, task_id: str, results: list[ev.TaskResult], trajectories: dict[str, tp.Trajectory]) -> None:
+    def save_task(
+        self, evaluation_id: str, task_id: str, results: list[ev.TaskResult], trajectories: dict[str, tp.Trajectory]
+    ) -> None:
         """Persist one finished task (all its subtasks) and its trajectories atomically."""
         blob = ev.EvalResult(tasks=results).SerializeToString()
-        statements = [("INSERT OR REPLACE INTO task_results (evaluation_id, task_id, results, finished_at) VALUES (?, ?, ?, ?)",
-                       (evaluation_id, task_id, blob, time.time()))]
-        statements += [("INSERT OR REPLACE INTO trajectories (evaluation_id, key, task_id, trajectory) VALUES (?, ?, ?, ?)",
-                        (evaluation_id, key, task_id, trajectory.SerializeToString())) for key, trajectory in trajectories.items()]
+        statements = [
+            (
+                "INSERT OR REPLACE INTO task_results (evaluation_id, task_id, results, finished_at) VALUES (?, ?, ?, ?)",
+                (evaluation_id, task_id, blob, time.time()),
+            )
+        ]
+        statements += [
+            (
+                "INSERT OR REPLACE INTO trajectories (evaluation_id, key, task_id, trajectory) VALUES (?, ?, ?, ?)",
+                (evaluation_id, key, task_id, trajectory.SerializeToString()),
+            )
+            for key, trajectory in trajectories.items()
+        ]
         self._write(statements)
 
     def finished_tasks(self, evaluation_id: str) -> dict[str, list[ev.TaskResult]]:
         done = {}
-        for task_id, blob in self._read("SELECT task_id, results FROM task_results WHERE evaluation_id = ?", (evaluation_id,)):
+        for task_id, blob in self._read(
+            "SELECT task_id, results FROM task_results WHERE evaluation_id = ?", (evaluation_id,)
+        ):
             container = ev.EvalResult()
             container.ParseFromString(blob)
             done[task_id] = list(container.tasks)
@@ -103,23 +130,46 @@ class EvaluationStore:
 
     def trajectories(self, evaluation_id: str) -> dict[str, tp.Trajectory]:
         found = {}
-        for key, blob in self._read("SELECT key, trajectory FROM trajectories WHERE evaluation_id = ? ORDER BY key", (evaluation_id,)):
+        for key, blob in self._read(
+            "SELECT key, trajectory FROM trajectories WHERE evaluation_id = ? ORDER BY key", (evaluation_id,)
+        ):
             trajectory = tp.Trajectory()
             trajectory.ParseFromString(blob)
             found[key] = trajectory
         return found
 
     def finish(self, result: ev.EvalResult) -> None:
-        self._write([("UPDATE evaluations SET status = ?, result = ?, finished_at = ?, report_uri = ? WHERE id = ?",
-                      (FINISHED, result.SerializeToString(), time.time(), result.report_uri, result.id))])
+        self._write(
+            [
+                (
+                    "UPDATE evaluations SET status = ?, result = ?, finished_at = ?, report_uri = ? WHERE id = ?",
+                    (FINISHED, result.SerializeToString(), time.time(), result.report_uri, result.id),
+                )
+            ]
+        )
 
     def fail(self, evaluation_id: str, error: str) -> None:
-        self._write([("UPDATE evaluations SET status = ?, error = ? WHERE id = ? AND status != ?", (FAILED, error[:2000], evaluation_id, FINISHED))])
+        self._write(
+            [
+                (
+                    "UPDATE evaluations SET status = ?, error = ? WHERE id = ? AND status != ?",
+                    (FAILED, error[:2000], evaluation_id, FINISHED),
+                )
+            ]
+        )
 
     def forget(self, evaluation_id: str) -> None:
         """Delete an evaluation with its task results and trajectories (to run it again from scratch)."""
-        self._write([(f"DELETE FROM {table} WHERE {column} = ?", (evaluation_id,))
-                     for table, column in (("evaluations", "id"), ("task_results", "evaluation_id"), ("trajectories", "evaluation_id"))])
+        self._write(
+            [
+                (f"DELETE FROM {table} WHERE {column} = ?", (evaluation_id,))
+                for table, column in (
+                    ("evaluations", "id"),
+                    ("task_results", "evaluation_id"),
+                    ("trajectories", "evaluation_id"),
+                )
+            ]
+        )
 
     def get(self, evaluation_id: str) -> ev.EvalResult | None:
         rows = self._read("SELECT result FROM evaluations WHERE id = ? AND status = ?", (evaluation_id, FINISHED))
@@ -140,7 +190,9 @@ class EvaluationStore:
         if benchmark:
             sql, args = sql + " AND benchmark = ?", (FINISHED, benchmark)
         rows = []
-        for eid, checkpoint, bench, blob, size, step, uri, finished in self._read(sql + " ORDER BY finished_at, id", args):
+        for eid, checkpoint, bench, blob, size, step, uri, finished in self._read(
+            sql + " ORDER BY finished_at, id", args
+        ):
             result = ev.EvalResult()
             result.ParseFromString(blob)
             rows.append(LeaderboardRow(eid, checkpoint, bench, dict(result.aggregate), size, step, uri, finished))

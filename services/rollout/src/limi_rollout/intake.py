@@ -68,13 +68,20 @@ class QueryIntake:
             if self.ledger.applied(msg_id):
                 continue
             if attempt > self.max_attempts:
-                trajectory = self._failed(task, index, attempt, f"no finished episode after {self.max_attempts} attempts "
-                                                                "(the rollout crashed or stopped during each)")
+                trajectory = self._failed(
+                    task,
+                    index,
+                    attempt,
+                    f"no finished episode after {self.max_attempts} attempts "
+                    "(the rollout crashed or stopped during each)",
+                )
             else:
                 trajectory = await self._run_episode(task, index, attempt)
             await self.publisher.publish(bus.TRAJECTORIES_RECORDED, trajectory, msg_id)
             self.ledger.apply_once(msg_id, lambda _db: None)
-            metrics.TRAJECTORIES_PUBLISHED.labels(tp.OutcomeStatus.Name(trajectory.outcome.status).removeprefix("OUTCOME_STATUS_").lower()).inc()
+            metrics.TRAJECTORIES_PUBLISHED.labels(
+                tp.OutcomeStatus.Name(trajectory.outcome.status).removeprefix("OUTCOME_STATUS_").lower()
+            ).inc()
 
     async def _run_episode(self, task: query_pb2.QueryTask, index: int, attempt: int) -> tp.Trajectory:
         """The finished episode's trajectory.
@@ -83,15 +90,22 @@ class QueryIntake:
             DependencyUnavailable: the policy or the sandbox was down; the episode must run again.
         """
         request = EpisodeRequest(
-            query=task.query, system_prompt=self.system_prompt, sampling=self.sampling, limits=self.limits,
-            episode_id=episode_id_for(task, index, attempt), attempt=attempt, query_set_id=task.query_set_id,
+            query=task.query,
+            system_prompt=self.system_prompt,
+            sampling=self.sampling,
+            limits=self.limits,
+            episode_id=episode_id_for(task, index, attempt),
+            attempt=attempt,
+            query_set_id=task.query_set_id,
         )
         try:
             episode = await self.runner.run(request, self._policy_for(task.policy_model))
         except InvalidArgument as exc:
             return self._failed(task, index, attempt, f"the query cannot run: {exc}")
         if episode.unavailable_dependency:
-            raise DependencyUnavailable(episode.unavailable_dependency, f"query {task.query.id}: {episode.trajectory.outcome.reason}")
+            raise DependencyUnavailable(
+                episode.unavailable_dependency, f"query {task.query.id}: {episode.trajectory.outcome.reason}"
+            )
         return episode.trajectory
 
     def _policy_for(self, model: str):
@@ -104,9 +118,17 @@ class QueryIntake:
 
     def _failed(self, task: query_pb2.QueryTask, index: int, attempt: int, reason: str) -> tp.Trajectory:
         trajectory = tp.Trajectory(id=episode_id_for(task, index, attempt))
-        trajectory.lineage.query_id, trajectory.lineage.attempt, trajectory.lineage.query_set_id = task.query.id, attempt, task.query_set_id
+        trajectory.lineage.query_id, trajectory.lineage.attempt, trajectory.lineage.query_set_id = (
+            task.query.id,
+            attempt,
+            task.query_set_id,
+        )
         trajectory.lineage.episode_id = trajectory.id
-        trajectory.outcome.status, trajectory.outcome.kind, trajectory.outcome.reason = tp.OUTCOME_STATUS_FAILED, tp.OUTCOME_KIND_TASK_FAILED, reason
+        trajectory.outcome.status, trajectory.outcome.kind, trajectory.outcome.reason = (
+            tp.OUTCOME_STATUS_FAILED,
+            tp.OUTCOME_KIND_TASK_FAILED,
+            reason,
+        )
         trajectory.steps.add(index=0, role=tp.ROLE_USER, content=task.query.text, started_at=_now())
         trajectory.started_at.CopyFrom(_now())
         trajectory.finished_at.CopyFrom(trajectory.started_at)

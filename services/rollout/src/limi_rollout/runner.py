@@ -57,7 +57,9 @@ class EpisodeRunner:
     def get(self, episode_id: str) -> Episode:
         episode = self._episodes.get(episode_id)
         if episode is None:
-            raise NotFound(f"episode {episode_id!r} is not running here and not among the {self._keep_recent} most recent")
+            raise NotFound(
+                f"episode {episode_id!r} is not running here and not among the {self._keep_recent} most recent"
+            )
         return episode
 
     def episodes(self) -> list[Episode]:

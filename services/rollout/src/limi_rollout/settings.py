@@ -52,10 +52,25 @@ class RolloutSettings(ServiceSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         cls, prefix = type(self), self.PREFIX
-        check(self.policy_endpoint.startswith(("http://", "https://")), cls, "policy_endpoint", prefix,
-              f"must be an http(s) URL such as http://127.0.0.1:8000/v1, got {self.policy_endpoint!r}")
+        check(
+            self.policy_endpoint.startswith(("http://", "https://")),
+            cls,
+            "policy_endpoint",
+            prefix,
+            f"must be an http(s) URL such as http://127.0.0.1:8000/v1, got {self.policy_endpoint!r}",
+        )
         check(0.0 <= self.temperature <= 2.0, cls, "temperature", prefix, "must be between 0 and 2")
         check(0.0 < self.top_p <= 1.0, cls, "top_p", prefix, "must be in (0, 1]")
-        for name in ("max_tokens", "max_turns", "max_context_tokens", "max_tool_output_bytes", "concurrency", "max_attempts", "policy_attempts"):
+        for name in (
+            "max_tokens",
+            "max_turns",
+            "max_context_tokens",
+            "max_tool_output_bytes",
+            "concurrency",
+            "max_attempts",
+            "policy_attempts",
+        ):
             check(getattr(self, name) >= 1, cls, name, prefix, "must be at least 1")
-        check(self.max_wall_seconds > 0 and self.ack_wait_seconds > 0, cls, "max_wall_seconds", prefix, "must be positive")
+        check(
+            self.max_wall_seconds > 0 and self.ack_wait_seconds > 0, cls, "max_wall_seconds", prefix, "must be positive"
+        )

@@ -71,7 +71,9 @@ class ToolCallChecker:
         try:
             arguments = json.loads(call.arguments) if call.arguments.strip() else {}
         except json.JSONDecodeError as exc:
-            raise ToolCallError(f"the arguments of {call.name} are not valid JSON ({exc.msg} at position {exc.pos})") from None
+            raise ToolCallError(
+                f"the arguments of {call.name} are not valid JSON ({exc.msg} at position {exc.pos})"
+            ) from None
         if not isinstance(arguments, dict):
             raise ToolCallError(f"the arguments of {call.name} must be a JSON object, not {type(arguments).__name__}")
         error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))

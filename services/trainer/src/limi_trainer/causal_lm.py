@@ -24,7 +24,7 @@ from limi_trainer.packing import IGNORE_INDEX
 
 
 def choose_attention(requested: str, on_gpu: bool) -> str:
-    """"auto": flash_attention_2 (varlen) on GPU when flash-attn is installed, else the per-sample
+    """ "auto": flash_attention_2 (varlen) on GPU when flash-attn is installed, else the per-sample
     SDPA of varlen_attention.py; any other value is passed to transformers as is."""
     if requested == varlen_attention.NAME or requested == "auto" and not (on_gpu and _has_flash_attention()):
         return varlen_attention.register()
@@ -56,7 +56,9 @@ def load_model(path: str | pathlib.Path, *, dtype: torch.dtype, attn_implementat
 class PackedLossModel(nn.Module):
     """A causal LM whose forward returns the summed token loss of one packed row."""
 
-    def __init__(self, model: nn.Module, loss_chunk_tokens: int = 8192, frozen_bottom: FrozenBottom | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, loss_chunk_tokens: int = 8192, frozen_bottom: FrozenBottom | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.loss_chunk_tokens = loss_chunk_tokens

@@ -61,7 +61,11 @@ def completed(run_dir: pathlib.Path) -> list[pathlib.Path]:
     root = checkpoints_dir(run_dir)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), path) for path in root.iterdir() if (m := _STEP_DIR.match(path.name)) and (path / STATE_FILE).exists()]
+    found = [
+        (int(m.group(1)), path)
+        for path in root.iterdir()
+        if (m := _STEP_DIR.match(path.name)) and (path / STATE_FILE).exists()
+    ]
     return [path for _step, path in sorted(found)]
 
 
@@ -86,7 +90,9 @@ def discard_staging(run_dir: pathlib.Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def save(engine, hf_model, tokenizer, state: TrainerState, run_dir: pathlib.Path, *, is_main: bool, keep_resume_states: int) -> pathlib.Path:
+def save(
+    engine, hf_model, tokenizer, state: TrainerState, run_dir: pathlib.Path, *, is_main: bool, keep_resume_states: int
+) -> pathlib.Path:
     """Write one checkpoint for `state.step`; every rank must call it. Returns its final path."""
     import torch
 
@@ -125,7 +131,9 @@ def load(engine, checkpoint: pathlib.Path, plan_digest: str) -> TrainerState:
             f"checkpoint {checkpoint} was written for plan {state.plan_digest}, this run's plan is {plan_digest} "
             "(dataset, hyperparameters or world size changed); start a new run directory"
         )
-    path, _client_state = engine.load_checkpoint(str(checkpoint / RESUME_DIR), tag=RESUME_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
+    path, _client_state = engine.load_checkpoint(
+        str(checkpoint / RESUME_DIR), tag=RESUME_TAG, load_optimizer_states=True, load_lr_scheduler_states=True
+    )
     if path is None:
         raise FailedPrecondition(f"DeepSpeed could not load the state in {checkpoint / RESUME_DIR}")
     return state
@@ -140,7 +148,7 @@ def _full_state_dict(engine) -> dict | None:
     if wrapped is None:
         return None
     prefix = "model."
-    return {name[len(prefix):]: tensor.detach().cpu() for name, tensor in wrapped.items() if name.startswith(prefix)}
+    return {name[len(prefix) :]: tensor.detach().cpu() for name, tensor in wrapped.items() if name.startswith(prefix)}
 
 
 def _prune_resume_states(run_dir: pathlib.Path, keep: int) -> None:

@@ -24,8 +24,15 @@ from limi_trainer.hyperparameters import PRESETS, Hyperparameters
 
 # Flags that override one hyperparameter each (the rest through --set KEY=VALUE).
 _SHORTCUTS = {
-    "learning_rate": float, "min_learning_rate": float, "epochs": int, "global_batch_size": int, "pack_tokens": int,
-    "max_sample_tokens": int, "zero_stage": int, "seed": int, "checkpoint_every_steps": int,
+    "learning_rate": float,
+    "min_learning_rate": float,
+    "epochs": int,
+    "global_batch_size": int,
+    "pack_tokens": int,
+    "max_sample_tokens": int,
+    "zero_stage": int,
+    "seed": int,
+    "checkpoint_every_steps": int,
 }
 _SWITCHES = ("offload_optimizer", "gradient_checkpointing")
 
@@ -34,41 +41,113 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="limi-train",
         description="Fine-tune a causal LM on a LIMI JSONL dataset (SFT with DeepSpeed ZeRO), or print/submit a Kubernetes Job that does.",
-        epilog="Presets: " + "; ".join(f"{name}: lr {hp.learning_rate:g}->{hp.min_learning_rate:g}, {hp.epochs} epochs, global batch {hp.global_batch_size}, "
-                                       f"ZeRO-{hp.zero_stage}{' + CPU offload' if hp.offload_optimizer else ''}, packs of {hp.pack_tokens} tokens"
-                                       for name, hp in PRESETS.items()) + ". Every hyperparameter: " + ", ".join(f.name for f in _fields()) + ".",
+        epilog="Presets: "
+        + "; ".join(
+            f"{name}: lr {hp.learning_rate:g}->{hp.min_learning_rate:g}, {hp.epochs} epochs, global batch {hp.global_batch_size}, "
+            f"ZeRO-{hp.zero_stage}{' + CPU offload' if hp.offload_optimizer else ''}, packs of {hp.pack_tokens} tokens"
+            for name, hp in PRESETS.items()
+        )
+        + ". Every hyperparameter: "
+        + ", ".join(f.name for f in _fields())
+        + ".",
     )
     data = parser.add_argument_group("what to train")
-    data.add_argument("--dataset", required=True, help="LIMI JSONL to train on: a path or a file:// URI (one sample per line)")
-    data.add_argument("--dataset-id", default="", help="lineage id of the dataset (the curator's Dataset id); default: the URI")
-    data.add_argument("--dataset-hash", default="", help="the dataset's content hash from the curator; default: sha256 of the file")
-    data.add_argument("--base-model", default="limi-tiny", help="Hugging Face model directory or hub id to fine-tune; 'limi-tiny' builds a tiny local model (default)")
-    data.add_argument("--output-dir", required=True, type=pathlib.Path, help="the run directory: checkpoints, progress.jsonl, summary.json, loss_curve.png; rerun to resume")
+    data.add_argument(
+        "--dataset", required=True, help="LIMI JSONL to train on: a path or a file:// URI (one sample per line)"
+    )
+    data.add_argument(
+        "--dataset-id", default="", help="lineage id of the dataset (the curator's Dataset id); default: the URI"
+    )
+    data.add_argument(
+        "--dataset-hash", default="", help="the dataset's content hash from the curator; default: sha256 of the file"
+    )
+    data.add_argument(
+        "--base-model",
+        default="limi-tiny",
+        help="Hugging Face model directory or hub id to fine-tune; 'limi-tiny' builds a tiny local model (default)",
+    )
+    data.add_argument(
+        "--output-dir",
+        required=True,
+        type=pathlib.Path,
+        help="the run directory: checkpoints, progress.jsonl, summary.json, loss_curve.png; rerun to resume",
+    )
     hp = parser.add_argument_group("hyperparameters")
-    hp.add_argument("--preset", default="tiny-cpu", choices=sorted(PRESETS), help="starting hyperparameters (default tiny-cpu; 'limi' is the paper's recipe)")
-    hp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any hyperparameter, e.g. --set warmup_ratio=0.05 (repeatable)")
+    hp.add_argument(
+        "--preset",
+        default="tiny-cpu",
+        choices=sorted(PRESETS),
+        help="starting hyperparameters (default tiny-cpu; 'limi' is the paper's recipe)",
+    )
+    hp.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any hyperparameter, e.g. --set warmup_ratio=0.05 (repeatable)",
+    )
     for name, kind in _SHORTCUTS.items():
         hp.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"override {name}")
     for name in _SWITCHES:
-        hp.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None, help=f"override {name}")
-    hp.add_argument("--no-progress", action="store_true", help="no progress bar (progress still goes to OUTPUT_DIR/progress.jsonl)")
+        hp.add_argument(
+            f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None, help=f"override {name}"
+        )
+    hp.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (progress still goes to OUTPUT_DIR/progress.jsonl)"
+    )
     kube = parser.add_argument_group("Kubernetes (GPU nodes)")
-    kube.add_argument("--kubernetes", action="store_true", help="print a Job manifest (YAML) that runs this training instead of training here")
-    kube.add_argument("--submit", action="store_true", help="with --kubernetes: create the Job (and Service) through the Kubernetes API")
-    kube.add_argument("--image", default="", help="container image with limi-trainer installed (required with --kubernetes)")
+    kube.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="print a Job manifest (YAML) that runs this training instead of training here",
+    )
+    kube.add_argument(
+        "--submit",
+        action="store_true",
+        help="with --kubernetes: create the Job (and Service) through the Kubernetes API",
+    )
+    kube.add_argument(
+        "--image", default="", help="container image with limi-trainer installed (required with --kubernetes)"
+    )
     kube.add_argument("--namespace", default="default", help="namespace of the Job (default: default)")
     kube.add_argument("--job-name", default="", help="name of the Job (default: limi-train-<run id>)")
-    kube.add_argument("--nodes", type=int, default=1, help="nodes (pods); more than 1 makes an Indexed Job with a torchrun rendezvous (default 1)")
-    kube.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node, one training process each (default 8)")
+    kube.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="nodes (pods); more than 1 makes an Indexed Job with a torchrun rendezvous (default 1)",
+    )
+    kube.add_argument(
+        "--gpus-per-node", type=int, default=8, help="GPUs per node, one training process each (default 8)"
+    )
     kube.add_argument("--cpu", default="32", help="CPU request and limit per pod (default 32)")
-    kube.add_argument("--memory", default="512Gi", help="memory request and limit per pod (default 512Gi; optimizer offload lives in host memory)")
+    kube.add_argument(
+        "--memory",
+        default="512Gi",
+        help="memory request and limit per pod (default 512Gi; optimizer offload lives in host memory)",
+    )
     kube.add_argument("--shm-size", default="64Gi", help="size of the in-memory /dev/shm (default 64Gi)")
-    kube.add_argument("--volume-claim", default="limi-data", help="PersistentVolumeClaim with datasets, models and outputs (default limi-data)")
+    kube.add_argument(
+        "--volume-claim",
+        default="limi-data",
+        help="PersistentVolumeClaim with datasets, models and outputs (default limi-data)",
+    )
     kube.add_argument("--mount-path", default="/data", help="where the claim is mounted in the pod (default /data)")
-    kube.add_argument("--node-selector", action="append", default=[], metavar="KEY=VALUE", help="node label the pods require (repeatable)")
+    kube.add_argument(
+        "--node-selector",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="node label the pods require (repeatable)",
+    )
     kube.add_argument("--service-account", default="", help="service account of the pods (default: none mounted)")
-    kube.add_argument("--backoff-limit", type=int, default=3, help="pod retries; each resumes from the last checkpoint (default 3)")
-    kube.add_argument("--kubeconfig", default=None, help="kubeconfig file for --submit (default: in-cluster, then ~/.kube/config)")
+    kube.add_argument(
+        "--backoff-limit", type=int, default=3, help="pod retries; each resumes from the last checkpoint (default 3)"
+    )
+    kube.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig file for --submit (default: in-cluster, then ~/.kube/config)"
+    )
     kube.add_argument("--context", default=None, help="kubeconfig context for --submit")
     return parser
 
@@ -132,10 +211,19 @@ def _train(args: argparse.Namespace, hp: Hyperparameters) -> int:
     run_job.quiet_libraries()
     dataset = _dataset(args)
     output = args.output_dir.expanduser().resolve()
-    config = RunConfig(run_id_for(dataset, args.base_model, args.preset, hp), dataset, args.base_model, args.preset, hp, code_revision())
+    config = RunConfig(
+        run_id_for(dataset, args.base_model, args.preset, hp),
+        dataset,
+        args.base_model,
+        args.preset,
+        hp,
+        code_revision(),
+    )
     existing = output / CONFIG_FILE
     if existing.exists() and RunConfig.load(output).run_id != config.run_id:
-        raise InvalidArgument("output_dir", f"{output} holds another run ({RunConfig.load(output).run_id}); choose a new directory")
+        raise InvalidArgument(
+            "output_dir", f"{output} holds another run ({RunConfig.load(output).run_id}); choose a new directory"
+        )
     dist = engine.init_distributed()
     if dist.is_main:
         config.save(output)
@@ -146,9 +234,13 @@ def _train(args: argparse.Namespace, hp: Hyperparameters) -> int:
     code = _run_with(output, listeners, is_main=dist.is_main)
     if dist.is_main and code == 0:
         summary = json.loads((output / "summary.json").read_text())
-        print(f"limi-train: {summary['plan']['total_steps']} steps, loss {summary['first_loss']:.4f} -> {summary['final_loss']:.4f}, "
-              f"{summary['tokens_per_second']:.0f} tokens/s, packing efficiency {summary['plan']['packing_efficiency']:.1%}")
-        print(f"limi-train: summary {output / 'summary.json'}; loss curve {summary.get('loss_curve', '')}; final checkpoint {summary['checkpoints'][-1]}")
+        print(
+            f"limi-train: {summary['plan']['total_steps']} steps, loss {summary['first_loss']:.4f} -> {summary['final_loss']:.4f}, "
+            f"{summary['tokens_per_second']:.0f} tokens/s, packing efficiency {summary['plan']['packing_efficiency']:.1%}"
+        )
+        print(
+            f"limi-train: summary {output / 'summary.json'}; loss curve {summary.get('loss_curve', '')}; final checkpoint {summary['checkpoints'][-1]}"
+        )
     return code
 
 
@@ -178,10 +270,20 @@ class _ProgressBar:
         from tqdm import tqdm
 
         if record["event"] == "started":
-            self._bar = tqdm(total=record["total_steps"], initial=record["resumed_from_step"], unit="step", desc="training", file=sys.stderr)
+            self._bar = tqdm(
+                total=record["total_steps"],
+                initial=record["resumed_from_step"],
+                unit="step",
+                desc="training",
+                file=sys.stderr,
+            )
         elif record["event"] == "step" and self._bar is not None:
             self._bar.update(1)
-            self._bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_second']:.0f}", eta=f"{record['eta_seconds']:.0f}s")
+            self._bar.set_postfix(
+                loss=f"{record['loss']:.4f}",
+                tok_s=f"{record['tokens_per_second']:.0f}",
+                eta=f"{record['eta_seconds']:.0f}s",
+            )
         elif record["event"] == "checkpoint" and self._bar is not None:
             self._bar.write(f"checkpoint at step {record['step']}: {record['path']}")
 
@@ -205,10 +307,21 @@ def _kubernetes(args: argparse.Namespace, hp: Hyperparameters, argv: list[str]) 
             raise InvalidArgument("node_selector", f"expected KEY=VALUE, got {item!r}")
         selector.append((key, value))
     spec = kubernetes_job.JobSpec(
-        name=args.job_name or f"limi-train-{run_id.removeprefix('run-')}", image=args.image, namespace=args.namespace, nodes=args.nodes,
-        gpus_per_node=args.gpus_per_node, cpu=args.cpu, memory=args.memory, shm_size=args.shm_size, volume_claim=args.volume_claim,
-        mount_path=args.mount_path, node_selector=tuple(selector), service_account=args.service_account, backoff_limit=args.backoff_limit,
-        code_revision=os.environ.get("LIMI_CODE_REVISION") or code_revision(), run_id=run_id,
+        name=args.job_name or f"limi-train-{run_id.removeprefix('run-')}",
+        image=args.image,
+        namespace=args.namespace,
+        nodes=args.nodes,
+        gpus_per_node=args.gpus_per_node,
+        cpu=args.cpu,
+        memory=args.memory,
+        shm_size=args.shm_size,
+        volume_claim=args.volume_claim,
+        mount_path=args.mount_path,
+        node_selector=tuple(selector),
+        service_account=args.service_account,
+        backoff_limit=args.backoff_limit,
+        code_revision=os.environ.get("LIMI_CODE_REVISION") or code_revision(),
+        run_id=run_id,
     )
     objects = kubernetes_job.job_manifests(spec, _training_args(argv))
     kubernetes_job.validate(objects)
@@ -221,9 +334,23 @@ def _kubernetes(args: argparse.Namespace, hp: Hyperparameters, argv: list[str]) 
 
 
 _KUBERNETES_ONLY = {
-    "--kubernetes": 0, "--submit": 0, "--image": 1, "--namespace": 1, "--job-name": 1, "--nodes": 1, "--gpus-per-node": 1, "--cpu": 1,
-    "--memory": 1, "--shm-size": 1, "--volume-claim": 1, "--mount-path": 1, "--node-selector": 1, "--service-account": 1,
-    "--backoff-limit": 1, "--kubeconfig": 1, "--context": 1,
+    "--kubernetes": 0,
+    "--submit": 0,
+    "--image": 1,
+    "--namespace": 1,
+    "--job-name": 1,
+    "--nodes": 1,
+    "--gpus-per-node": 1,
+    "--cpu": 1,
+    "--memory": 1,
+    "--shm-size": 1,
+    "--volume-claim": 1,
+    "--mount-path": 1,
+    "--node-selector": 1,
+    "--service-account": 1,
+    "--backoff-limit": 1,
+    "--kubeconfig": 1,
+    "--context": 1,
 }
 
 

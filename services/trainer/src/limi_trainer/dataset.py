@@ -62,7 +62,9 @@ def local_path(uri: str) -> pathlib.Path:
         return pathlib.Path(urllib.parse.unquote(parsed.path))
     if parsed.scheme == "" or len(parsed.scheme) == 1:  # a plain path (or a Windows drive letter)
         return pathlib.Path(uri).expanduser()
-    raise InvalidArgument("dataset_uri", f"scheme {parsed.scheme!r} is not supported; the trainer reads file:// datasets")
+    raise InvalidArgument(
+        "dataset_uri", f"scheme {parsed.scheme!r} is not supported; the trainer reads file:// datasets"
+    )
 
 
 def sha256_file(path: pathlib.Path) -> str:
@@ -115,7 +117,11 @@ def trajectory_ids(samples: list[dict], source: DatasetInput) -> list[str]:
     ids = []
     for index, sample in enumerate(samples):
         meta = sample.get("limi")
-        embedded = meta.get("trajectory", {}).get("id") if isinstance(meta, dict) and isinstance(meta.get("trajectory"), dict) else None
+        embedded = (
+            meta.get("trajectory", {}).get("id")
+            if isinstance(meta, dict) and isinstance(meta.get("trajectory"), dict)
+            else None
+        )
         ids.append(embedded or (listed[index] if listed else f"line-{index}"))
     return ids
 
@@ -131,7 +137,7 @@ def prepare_samples(
         InvalidArgument: No sample is left to train on.
     """
     kept, dropped = [], []
-    for index, (sample, trajectory_id) in enumerate(zip(samples, ids)):
+    for index, (sample, trajectory_id) in enumerate(zip(samples, ids, strict=False)):
         try:
             rendered = render_sample(tokenizer, sample, stop_tokens)
         except (AmbiguousRendering, limi_format.InvalidLimiSample) as exc:
@@ -140,7 +146,14 @@ def prepare_samples(
             dropped.append(DroppedSample(index, trajectory_id, exc.field, exc.reason))
             continue
         if len(rendered) > max_tokens:
-            dropped.append(DroppedSample(index, trajectory_id, "length", f"{len(rendered)} tokens after the chat template, over the limit of {max_tokens}"))
+            dropped.append(
+                DroppedSample(
+                    index,
+                    trajectory_id,
+                    "length",
+                    f"{len(rendered)} tokens after the chat template, over the limit of {max_tokens}",
+                )
+            )
             continue
         kept.append(TrainingSample(index, trajectory_id, rendered))
     if not kept:

@@ -30,8 +30,17 @@ class RunNotFinished(Exception):
 
 
 class DatasetIntake:
-    def __init__(self, supervisor: RunSupervisor, store: RunStore, *, auto_train: bool, base_model: str, preset: str, stop: asyncio.Event,
-                 overrides: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        supervisor: RunSupervisor,
+        store: RunStore,
+        *,
+        auto_train: bool,
+        base_model: str,
+        preset: str,
+        stop: asyncio.Event,
+        overrides: dict[str, str] | None = None,
+    ) -> None:
         self._supervisor, self._store = supervisor, store
         self._auto_train, self._base_model, self._preset = auto_train, base_model, preset
         self._overrides = dict(overrides or {})
@@ -45,13 +54,28 @@ class DatasetIntake:
         if not self._auto_train:
             return
         request = RunRequest(
-            DatasetInput(uri=dataset.storage_uri, dataset_id=dataset.id, content_hash=dataset.content_hash, trajectory_ids=tuple(dataset.trajectory_ids)),
+            DatasetInput(
+                uri=dataset.storage_uri,
+                dataset_id=dataset.id,
+                content_hash=dataset.content_hash,
+                trajectory_ids=tuple(dataset.trajectory_ids),
+            ),
             self._base_model,
             self._preset,
             self._overrides,
         )
         run = await self._supervisor.submit(request, retry_failed=True)
-        log.info("training on dataset", extra={"fields": {"dataset": dataset.id, "run": run.id, "state": run.state.value, "delivery": delivery.deliveries}})
+        log.info(
+            "training on dataset",
+            extra={
+                "fields": {
+                    "dataset": dataset.id,
+                    "run": run.id,
+                    "state": run.state.value,
+                    "delivery": delivery.deliveries,
+                }
+            },
+        )
         final = await self._supervisor.wait_terminal(run.id, self._stop)
         if final.state == RunState.FAILED and final.failure_kind == "invalid_input":
             raise PoisonMessage(f"run {final.id} cannot train on dataset {dataset.id}: {final.error}")

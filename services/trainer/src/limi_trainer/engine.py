@@ -69,7 +69,11 @@ def deepspeed_config(hp: Hyperparameters, world_size: int, dtype: torch.dtype) -
     if hp.zero_stage >= 1:
         zero.update(contiguous_gradients=True, overlap_comm=torch.cuda.is_available(), reduce_bucket_size=50_000_000)
     if hp.zero_stage == 3:
-        zero.update(stage3_gather_16bit_weights_on_model_save=True, stage3_prefetch_bucket_size=50_000_000, stage3_param_persistence_threshold=100_000)
+        zero.update(
+            stage3_gather_16bit_weights_on_model_save=True,
+            stage3_prefetch_bucket_size=50_000_000,
+            stage3_param_persistence_threshold=100_000,
+        )
     if hp.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
     if hp.offload_parameters:
@@ -126,7 +130,11 @@ def build_engine(module: torch.nn.Module, hp: Hyperparameters, total_steps: int,
 
     def schedule(wrapped_optimizer):
         # Built by DeepSpeed after ZeRO has regrouped the optimizer's parameters.
-        return torch.optim.lr_scheduler.LambdaLR(wrapped_optimizer, lambda step: learning_rate_factor(step, total_steps, hp))
+        return torch.optim.lr_scheduler.LambdaLR(
+            wrapped_optimizer, lambda step: learning_rate_factor(step, total_steps, hp)
+        )
 
-    engine, _optimizer, _loader, _schedule = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=schedule, config=config)
+    engine, _optimizer, _loader, _schedule = deepspeed.initialize(
+        model=module, optimizer=optimizer, lr_scheduler=schedule, config=config
+    )
     return engine

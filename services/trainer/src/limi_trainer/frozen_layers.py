@@ -42,12 +42,17 @@ def freeze_lower_layers(model, trainable_layers: int) -> int:
     decoder = model.get_decoder()
     layers = getattr(decoder, "layers", None)
     if layers is None:
-        raise InvalidArgument("hyperparameters.trainable_layers", f"{type(model).__name__} has no list of decoder layers to freeze")
+        raise InvalidArgument(
+            "hyperparameters.trainable_layers", f"{type(model).__name__} has no list of decoder layers to freeze"
+        )
     if trainable_layers > len(layers):
-        raise InvalidArgument("hyperparameters.trainable_layers", f"the model has {len(layers)} decoder layers, fewer than {trainable_layers}")
+        raise InvalidArgument(
+            "hyperparameters.trainable_layers",
+            f"the model has {len(layers)} decoder layers, fewer than {trainable_layers}",
+        )
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    trained = [*layers[len(layers) - trainable_layers:]]
+    trained = [*layers[len(layers) - trainable_layers :]]
     if getattr(decoder, "norm", None) is not None:
         trained.append(decoder.norm)
     for module in trained:
@@ -61,7 +66,9 @@ class FrozenBottom:
 
     def __init__(self, model, trainable_layers: int) -> None:
         if not self.supports(model):
-            raise ValueError(f"{type(model).__name__} ({model.config.model_type}) is not a decoder FrozenBottom supports")
+            raise ValueError(
+                f"{type(model).__name__} ({model.config.model_type}) is not a decoder FrozenBottom supports"
+            )
         self.decoder = model.get_decoder()
         layers = list(self.decoder.layers)
         if not 0 < trainable_layers < len(layers):
@@ -88,7 +95,7 @@ class FrozenBottom:
 
     def _entering_top(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         starts = (position_ids[0] == 0).nonzero().flatten().tolist() + [input_ids.shape[1]]
-        spans = [(a, b) for a, b in zip(starts, starts[1:]) if b > a]
+        spans = [(a, b) for a, b in zip(starts, starts[1:], strict=False) if b > a]
         keys = [hashlib.blake2b(input_ids[0, a:b].cpu().numpy().tobytes(), digest_size=16).digest() for a, b in spans]
         if all(key in self._cache for key in keys):
             self.hits += len(keys)
@@ -96,7 +103,7 @@ class FrozenBottom:
         self.misses += len(keys)
         with torch.no_grad(), self._swapped(self._bottom, keep_norm=False):
             hidden = self.decoder(input_ids=input_ids, position_ids=position_ids, use_cache=False).last_hidden_state
-        for key, (a, b) in zip(keys, spans):
+        for key, (a, b) in zip(keys, spans, strict=False):
             self._cache[key] = hidden[0, a:b].detach().to("cpu", copy=True)
         return hidden.detach()
 

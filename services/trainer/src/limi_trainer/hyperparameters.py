@@ -72,12 +72,20 @@ class Hyperparameters:
 
     def __post_init__(self) -> None:
         _require(self.learning_rate > 0, "learning_rate", "must be positive")
-        _require(0 <= self.min_learning_rate <= self.learning_rate, "min_learning_rate", "must be between 0 and learning_rate")
+        _require(
+            0 <= self.min_learning_rate <= self.learning_rate,
+            "min_learning_rate",
+            "must be between 0 and learning_rate",
+        )
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
         _require(self.epochs >= 1, "epochs", "must be at least 1")
         _require(self.global_batch_size >= 1, "global_batch_size", "must be at least 1")
         _require(self.pack_tokens >= 16, "pack_tokens", "must be at least 16")
-        _require(1 <= self.max_sample_tokens <= self.pack_tokens, "max_sample_tokens", f"must be between 1 and pack_tokens ({self.pack_tokens})")
+        _require(
+            1 <= self.max_sample_tokens <= self.pack_tokens,
+            "max_sample_tokens",
+            f"must be between 1 and pack_tokens ({self.pack_tokens})",
+        )
         _require(self.weight_decay >= 0, "weight_decay", "must not be negative")
         _require(0 <= self.adam_beta1 < 1, "adam_beta1", "must be in [0, 1)")
         _require(0 <= self.adam_beta2 < 1, "adam_beta2", "must be in [0, 1)")
@@ -156,7 +164,9 @@ def resolve(preset: str, overrides: Mapping[str, str] | None = None) -> Hyperpar
     changes = {}
     for key, raw in (overrides or {}).items():
         if key not in fields:
-            raise InvalidArgument(f"hyperparameters.{key}", f"unknown hyperparameter; known: {', '.join(sorted(fields))}")
+            raise InvalidArgument(
+                f"hyperparameters.{key}", f"unknown hyperparameter; known: {', '.join(sorted(fields))}"
+            )
         changes[key] = _parse(key, raw, hints[key])
     return dataclasses.replace(base, **changes)
 
@@ -178,7 +188,10 @@ def _parse(key: str, raw: str, kind: type):
             raise ValueError
         return kind(text)
     except ValueError:
-        raise InvalidArgument(f"hyperparameters.{key}", f"must be {'true or false' if kind is bool else 'an integer' if kind is int else 'a number' if kind is float else 'text'}, got {raw!r}") from None
+        raise InvalidArgument(
+            f"hyperparameters.{key}",
+            f"must be {'true or false' if kind is bool else 'an integer' if kind is int else 'a number' if kind is float else 'text'}, got {raw!r}",
+        ) from None
 
 
 def _format(value) -> str:

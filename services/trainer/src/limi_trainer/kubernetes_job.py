@@ -46,7 +46,9 @@ class JobSpec:
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name) or len(self.name) > 52:
-            raise InvalidArgument("job_name", "must be a DNS label (lower-case letters, digits, '-') of at most 52 characters")
+            raise InvalidArgument(
+                "job_name", "must be a DNS label (lower-case letters, digits, '-') of at most 52 characters"
+            )
         if not _NAME.match(self.namespace):
             raise InvalidArgument("namespace", "must be a DNS label")
         if not self.image:
@@ -59,23 +61,29 @@ class JobSpec:
 
 def job_manifests(spec: JobSpec, train_args: list[str]) -> list[dict]:
     """The Service (several nodes only) and the Job, as plain dicts in creation order."""
-    labels = {"app.kubernetes.io/name": "limi-trainer", "app.kubernetes.io/component": "training", "app.kubernetes.io/instance": spec.name}
+    labels = {
+        "app.kubernetes.io/name": "limi-trainer",
+        "app.kubernetes.io/component": "training",
+        "app.kubernetes.io/instance": spec.name,
+    }
     if spec.run_id:
         labels["limi.dev/run-id"] = spec.run_id
     service_name = f"{spec.name}-nodes"
     objects: list[dict] = []
     if spec.nodes > 1:
-        objects.append({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": service_name, "namespace": spec.namespace, "labels": labels},
-            "spec": {
-                "clusterIP": "None",
-                "selector": {"batch.kubernetes.io/job-name": spec.name},
-                "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT}],
-                "publishNotReadyAddresses": True,
-            },
-        })
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": service_name, "namespace": spec.namespace, "labels": labels},
+                "spec": {
+                    "clusterIP": "None",
+                    "selector": {"batch.kubernetes.io/job-name": spec.name},
+                    "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT}],
+                    "publishNotReadyAddresses": True,
+                },
+            }
+        )
     objects.append(_job(spec, labels, service_name, train_args))
     return objects
 
@@ -83,8 +91,12 @@ def job_manifests(spec: JobSpec, train_args: list[str]) -> list[dict]:
 def _job(spec: JobSpec, labels: dict, service_name: str, train_args: list[str]) -> dict:
     if spec.nodes > 1:
         launcher = [
-            "torchrun", f"--nnodes={spec.nodes}", f"--nproc-per-node={spec.gpus_per_node}", "--node-rank=$(NODE_RANK)",
-            f"--master-addr={spec.name}-0.{service_name}", f"--master-port={RENDEZVOUS_PORT}",
+            "torchrun",
+            f"--nnodes={spec.nodes}",
+            f"--nproc-per-node={spec.gpus_per_node}",
+            "--node-rank=$(NODE_RANK)",
+            f"--master-addr={spec.name}-0.{service_name}",
+            f"--master-port={RENDEZVOUS_PORT}",
         ]
     else:
         launcher = ["torchrun", "--standalone", f"--nproc-per-node={spec.gpus_per_node}"]
@@ -98,7 +110,14 @@ def _job(spec: JobSpec, labels: dict, service_name: str, train_args: list[str]) 
     if spec.code_revision:
         env.append({"name": "LIMI_CODE_REVISION", "value": spec.code_revision})
     if spec.nodes > 1:
-        env.append({"name": "NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}})
+        env.append(
+            {
+                "name": "NODE_RANK",
+                "valueFrom": {
+                    "fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}
+                },
+            }
+        )
     resources = {"nvidia.com/gpu": str(spec.gpus_per_node), "cpu": spec.cpu, "memory": spec.memory}
     container = {
         "name": "trainer",
@@ -131,7 +150,12 @@ def _job(spec: JobSpec, labels: dict, service_name: str, train_args: list[str]) 
     job_spec: dict = {"backoffLimit": spec.backoff_limit, "template": {"metadata": {"labels": labels}, "spec": pod}}
     if spec.nodes > 1:
         job_spec.update(completionMode="Indexed", completions=spec.nodes, parallelism=spec.nodes)
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels}, "spec": job_spec}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels},
+        "spec": job_spec,
+    }
 
 
 def _toleration(key: str, operator: str, value: str, effect: str) -> dict:

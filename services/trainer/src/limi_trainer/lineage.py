@@ -28,8 +28,15 @@ def message_id(checkpoint: checkpoint_pb2.Checkpoint) -> str:
 
 
 def checkpoint_event(
-    config: RunConfig, *, step: int, path: pathlib.Path, final: bool, created_at: float, dataset_sha256: str,
-    trajectory_ids: list[str], metrics: dict[str, float],
+    config: RunConfig,
+    *,
+    step: int,
+    path: pathlib.Path,
+    final: bool,
+    created_at: float,
+    dataset_sha256: str,
+    trajectory_ids: list[str],
+    metrics: dict[str, float],
 ) -> checkpoint_pb2.Checkpoint:
     created = timestamp_pb2.Timestamp()
     created.FromNanoseconds(int(created_at * 1e9))
@@ -51,16 +58,27 @@ def checkpoint_event(
     )
 
 
-def describe_checkpoint(run_dir: pathlib.Path, checkpoint_dir: pathlib.Path, *, trajectory_ids: list[str], packing_efficiency: float) -> checkpoint_pb2.Checkpoint:
+def describe_checkpoint(
+    run_dir: pathlib.Path, checkpoint_dir: pathlib.Path, *, trajectory_ids: list[str], packing_efficiency: float
+) -> checkpoint_pb2.Checkpoint:
     """The `Checkpoint` event of a completed checkpoint directory of the run in `run_dir`."""
     from limi_trainer import checkpoints, dataset
 
     config = RunConfig.load(run_dir)
     state = checkpoints.read_state(checkpoint_dir)
     last = state.history[-1] if state.history else {}
-    step_metrics = {name: last.get(name) for name in ("loss", "learning_rate", "tokens", "trained_tokens", "tokens_per_second", "grad_norm")}
+    step_metrics = {
+        name: last.get(name)
+        for name in ("loss", "learning_rate", "tokens", "trained_tokens", "tokens_per_second", "grad_norm")
+    }
     step_metrics["packing_efficiency"] = packing_efficiency
     return checkpoint_event(
-        config, step=state.step, path=checkpoint_dir, final=state.final, created_at=checkpoint_dir.stat().st_mtime,
-        dataset_sha256=dataset.sha256_file(run_dir / dataset.SNAPSHOT_NAME), trajectory_ids=trajectory_ids, metrics=step_metrics,
+        config,
+        step=state.step,
+        path=checkpoint_dir,
+        final=state.final,
+        created_at=checkpoint_dir.stat().st_mtime,
+        dataset_sha256=dataset.sha256_file(run_dir / dataset.SNAPSHOT_NAME),
+        trajectory_ids=trajectory_ids,
+        metrics=step_metrics,
     )

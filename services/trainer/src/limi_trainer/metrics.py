@@ -14,13 +14,17 @@ TOTAL_STEPS = Gauge("limi_trainer_total_steps", "Optimizer steps of the run in p
 LOSS = Gauge("limi_trainer_loss", "Loss of the last optimizer step (mean per trained token)")
 TOKENS_PER_SECOND = Gauge("limi_trainer_tokens_per_second", "Tokens per second of the last optimizer step, all ranks")
 ETA_SECONDS = Gauge("limi_trainer_eta_seconds", "Estimated seconds until the run in progress finishes")
-PACKING_EFFICIENCY = Gauge("limi_trainer_packing_efficiency", "Real tokens over the packed token budget of the run in progress")
+PACKING_EFFICIENCY = Gauge(
+    "limi_trainer_packing_efficiency", "Real tokens over the packed token budget of the run in progress"
+)
 RUNNING = Gauge("limi_trainer_running", "1 while a training process runs")
 QUEUE_DEPTH = Gauge("limi_trainer_queue_depth", "Runs waiting to start")
 RUNS = Counter("limi_trainer_runs_total", "Runs that reached a final state", ["state"])
 PROCESSES = Counter("limi_trainer_training_processes_total", "Training processes that ended, by outcome", ["outcome"])
 CHECKPOINTS = Counter("limi_trainer_checkpoints_published_total", "Checkpoint events published")
-DROPPED_SAMPLES = Counter("limi_trainer_samples_dropped_total", "Samples left out of training (too long or ambiguous rendering)")
+DROPPED_SAMPLES = Counter(
+    "limi_trainer_samples_dropped_total", "Samples left out of training (too long or ambiguous rendering)"
+)
 
 
 def observe_run(run) -> None:

@@ -56,8 +56,9 @@ class ImportedModel:
     source_sha256: str
 
 
-def import_model(source: str | pathlib.Path, models_dir: str | pathlib.Path, *, name: str = "",
-                 chat_template: str | None = None) -> ImportedModel:
+def import_model(
+    source: str | pathlib.Path, models_dir: str | pathlib.Path, *, name: str = "", chat_template: str | None = None
+) -> ImportedModel:
     """Import `source` (a .gguf file or a Hugging Face directory) into `models_dir`; see the module docstring."""
     started = time.monotonic()
     source = pathlib.Path(source).expanduser()
@@ -69,7 +70,9 @@ def import_model(source: str | pathlib.Path, models_dir: str | pathlib.Path, *, 
     marker = target / MARKER
     if marker.is_file():
         recorded = json.loads(marker.read_text())
-        return ImportedModel(target, False, time.monotonic() - started, recorded.get("parameters", 0), recorded.get("source_sha256", ""))
+        return ImportedModel(
+            target, False, time.monotonic() - started, recorded.get("parameters", 0), recorded.get("source_sha256", "")
+        )
     models_dir.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=models_dir))
     try:
@@ -79,10 +82,20 @@ def import_model(source: str | pathlib.Path, models_dir: str | pathlib.Path, *, 
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         parameters = sum(p.numel() for p in model.parameters())
-        (staging / MARKER).write_text(json.dumps({
-            "source": str(source), "source_kind": kind, "source_sha256": digest, "importer_version": IMPORTER_VERSION,
-            "architecture": type(model).__name__, "parameters": parameters,
-        }, indent=2) + "\n")
+        (staging / MARKER).write_text(
+            json.dumps(
+                {
+                    "source": str(source),
+                    "source_kind": kind,
+                    "source_sha256": digest,
+                    "importer_version": IMPORTER_VERSION,
+                    "architecture": type(model).__name__,
+                    "parameters": parameters,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         try:
             os.rename(staging, target)
         except OSError:
@@ -98,15 +111,20 @@ def import_model(source: str | pathlib.Path, models_dir: str | pathlib.Path, *, 
 def _kind_of(source: pathlib.Path) -> str:
     if source.is_dir():
         if not (source / "config.json").is_file():
-            raise ModelImportError("source", f"{source} is a folder without config.json: not a Hugging Face model directory")
+            raise ModelImportError(
+                "source", f"{source} is a folder without config.json: not a Hugging Face model directory"
+            )
         return "directory"
     if not source.is_file():
         raise ModelImportError("source", f"{source} does not exist")
     with open(source, "rb") as handle:
         magic = handle.read(4)
     if magic != GGUF_MAGIC:
-        raise ModelImportError("source", f"{source} is not a GGUF file (it starts with {magic!r}, not {GGUF_MAGIC!r}) "
-                                         "and not a Hugging Face model directory")
+        raise ModelImportError(
+            "source",
+            f"{source} is not a GGUF file (it starts with {magic!r}, not {GGUF_MAGIC!r}) "
+            "and not a Hugging Face model directory",
+        )
     return "gguf"
 
 
@@ -139,16 +157,25 @@ def _load_gguf(source: pathlib.Path):
     except ImportError as exc:
         raise FailedPrecondition(f"reading GGUF files needs the gguf package ({exc}); run scripts/setup") from exc
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
-        raise ModelImportError("source", f"{source} is a GGUF file transformers cannot read: {_first_line(exc)}") from exc
+        raise ModelImportError(
+            "source", f"{source} is a GGUF file transformers cannot read: {_first_line(exc)}"
+        ) from exc
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the weights below are dequantized; the saved model is plain
     fresh = type(loaded)(config)
     result = fresh.load_state_dict(loaded.state_dict(), strict=False)
-    missing = [key for key in result.missing_keys if key not in getattr(fresh, "_tied_weights_keys", ()) and "lm_head" not in key]
+    missing = [
+        key
+        for key in result.missing_keys
+        if key not in getattr(fresh, "_tied_weights_keys", ()) and "lm_head" not in key
+    ]
     if missing or result.unexpected_keys:
-        raise ModelImportError("source", f"{source}: the dequantized weights do not fit the model "
-                                         f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+        raise ModelImportError(
+            "source",
+            f"{source}: the dequantized weights do not fit the model "
+            f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})",
+        )
     if getattr(config, "tie_word_embeddings", False):
         fresh.tie_weights()
     return fresh.to(torch.float32), tokenizer
@@ -161,7 +188,9 @@ def _load_directory(source: pathlib.Path):
         tokenizer = AutoTokenizer.from_pretrained(str(source))
         model = AutoModelForCausalLM.from_pretrained(str(source))
     except (ValueError, KeyError, OSError) as exc:
-        raise ModelImportError("source", f"{source} is not a causal language model transformers can load: {_first_line(exc)}") from exc
+        raise ModelImportError(
+            "source", f"{source} is not a causal language model transformers can load: {_first_line(exc)}"
+        ) from exc
     return model, tokenizer
 
 
@@ -173,8 +202,11 @@ def _tool_template(tokenizer, chat_template: str | None, source: pathlib.Path) -
         return own
     if "<|im_start|>" in tokenizer.get_vocab() and "<|im_end|>" in tokenizer.get_vocab():
         return CHATML_COMPACT_TOOL_TEMPLATE
-    raise ModelImportError("chat_template", f"the chat template of {source} does not render tools and the model is not "
-                                            "ChatML; give a template that does (--chat-template FILE)")
+    raise ModelImportError(
+        "chat_template",
+        f"the chat template of {source} does not render tools and the model is not "
+        "ChatML; give a template that does (--chat-template FILE)",
+    )
 
 
 def _end_turns_with_im_end(model, tokenizer) -> None:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import itertools
+import json
 import math
 import random
 from collections.abc import Sequence
@@ -33,7 +33,9 @@ from limi_trainer.rendering import RenderedSample
 IGNORE_INDEX = -100
 
 
-def optimizer_steps(indices: Sequence[int], *, epochs: int, global_batch_size: int, seed: int, drop_last: bool = False) -> list[list[int]]:
+def optimizer_steps(
+    indices: Sequence[int], *, epochs: int, global_batch_size: int, seed: int, drop_last: bool = False
+) -> list[list[int]]:
     """The sample indices of every optimizer step, in training order."""
     stream: list[int] = []
     for epoch in range(epochs):
@@ -81,7 +83,9 @@ def first_fit_decreasing(lengths: dict[int, int], indices: Sequence[int], budget
     return bins
 
 
-def pack_samples(lengths: dict[int, int], indices: Sequence[int], budget: int, *, multiple_of: int = 1, restarts: int = 8) -> list[list[int]]:
+def pack_samples(
+    lengths: dict[int, int], indices: Sequence[int], budget: int, *, multiple_of: int = 1, restarts: int = 8
+) -> list[list[int]]:
     """Pack `indices` into as few bins of at most `budget` tokens as a bounded search finds.
 
     Starts from first-fit-decreasing; then, for each bin count from the lower bound
@@ -96,7 +100,9 @@ def pack_samples(lengths: dict[int, int], indices: Sequence[int], budget: int, *
     for count in range(math.ceil(floor / multiple_of) * multiple_of, ceiling + 1, multiple_of):
         if count == len(best):
             break
-        starts = [_largest_first(lengths, indices, count)] + [_random_fit(lengths, indices, count, budget, seed) for seed in range(restarts)]
+        starts = [_largest_first(lengths, indices, count)] + [
+            _random_fit(lengths, indices, count, budget, seed) for seed in range(restarts)
+        ]
         found = next((bins for bins in (_repair(lengths, start, budget) for start in starts) if bins is not None), None)
         if found is not None:
             best = found
@@ -128,7 +134,9 @@ def _random_fit(lengths: dict[int, int], indices: Sequence[int], count: int, bud
     return bins
 
 
-def _repair(lengths: dict[int, int], bins: list[list[int]], budget: int, max_rounds: int = 400) -> list[list[int]] | None:
+def _repair(
+    lengths: dict[int, int], bins: list[list[int]], budget: int, max_rounds: int = 400
+) -> list[list[int]] | None:
     """Move one or two samples out of an overfull bin (optionally swapping one back) while the
     total overflow shrinks; the bins when none is overfull, else None."""
     load = [sum(lengths[i] for i in b) for b in bins]
@@ -171,7 +179,9 @@ def _repair(lengths: dict[int, int], bins: list[list[int]], budget: int, max_rou
     return None
 
 
-def plan_step(samples: Sequence[int], lengths: dict[int, int], trained: dict[int, int], budget: int, world_size: int) -> StepPlan:
+def plan_step(
+    samples: Sequence[int], lengths: dict[int, int], trained: dict[int, int], budget: int, world_size: int
+) -> StepPlan:
     """Pack one step's samples and deal the packs to `world_size` ranks, balancing tokens."""
     packs = pack_samples(lengths, samples, budget, multiple_of=world_size)
     per_rank: list[list[tuple[int, ...]]] = [[] for _ in range(world_size)]
@@ -213,10 +223,24 @@ class TrainingPlan:
         return hashlib.sha256(f"{self.budget}:{self.world_size}:{text}".encode()).hexdigest()[:16]
 
 
-def build_plan(lengths: dict[int, int], trained: dict[int, int], *, epochs: int, global_batch_size: int, seed: int, drop_last: bool, budget: int, world_size: int) -> TrainingPlan:
+def build_plan(
+    lengths: dict[int, int],
+    trained: dict[int, int],
+    *,
+    epochs: int,
+    global_batch_size: int,
+    seed: int,
+    drop_last: bool,
+    budget: int,
+    world_size: int,
+) -> TrainingPlan:
     """The whole run's plan from each sample's token count and trained-label count."""
-    steps = optimizer_steps(sorted(lengths), epochs=epochs, global_batch_size=global_batch_size, seed=seed, drop_last=drop_last)
-    return TrainingPlan(tuple(plan_step(step, lengths, trained, budget, world_size) for step in steps), budget, world_size)
+    steps = optimizer_steps(
+        sorted(lengths), epochs=epochs, global_batch_size=global_batch_size, seed=seed, drop_last=drop_last
+    )
+    return TrainingPlan(
+        tuple(plan_step(step, lengths, trained, budget, world_size) for step in steps), budget, world_size
+    )
 
 
 def trained_labels(sample: RenderedSample) -> int:
@@ -236,7 +260,10 @@ def collate(pack: Sequence[RenderedSample], pad_token_id: int) -> dict[str, torc
     for sample in pack:
         ids.extend(sample.input_ids)
         positions.extend(range(len(sample)))
-        sample_labels = [token if trained else IGNORE_INDEX for token, trained in zip(sample.input_ids, sample.loss_mask)]
+        sample_labels = [
+            token if trained else IGNORE_INDEX
+            for token, trained in zip(sample.input_ids, sample.loss_mask, strict=False)
+        ]
         sample_labels[0] = IGNORE_INDEX
         labels.extend(sample_labels)
     return {
@@ -246,8 +273,19 @@ def collate(pack: Sequence[RenderedSample], pad_token_id: int) -> dict[str, torc
     }
 
 
-def packing_efficiency(lengths: Sequence[int], budget: int, *, global_batch_size: int, epochs: int = 1, world_size: int = 1, seed: int = 0) -> float:
+def packing_efficiency(
+    lengths: Sequence[int], budget: int, *, global_batch_size: int, epochs: int = 1, world_size: int = 1, seed: int = 0
+) -> float:
     """Packing efficiency of a length distribution under the trainer's own plan (no model needed)."""
     by_index = dict(enumerate(lengths))
-    plan = build_plan(by_index, dict.fromkeys(by_index, 0), epochs=epochs, global_batch_size=global_batch_size, seed=seed, drop_last=False, budget=budget, world_size=world_size)
+    plan = build_plan(
+        by_index,
+        dict.fromkeys(by_index, 0),
+        epochs=epochs,
+        global_batch_size=global_batch_size,
+        seed=seed,
+        drop_last=False,
+        budget=budget,
+        world_size=world_size,
+    )
     return plan.packing_efficiency

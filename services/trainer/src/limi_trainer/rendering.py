@@ -72,7 +72,9 @@ def default_stop_tokens(tokenizer, generation_config=None) -> tuple[str, ...]:
     return tuple(tokens)
 
 
-def render_trajectory(tokenizer, trajectory: trajectory_pb2.Trajectory, stop_tokens: tuple[str, ...] | None = None) -> RenderedSample:
+def render_trajectory(
+    tokenizer, trajectory: trajectory_pb2.Trajectory, stop_tokens: tuple[str, ...] | None = None
+) -> RenderedSample:
     """Render a `Trajectory` proto (through its LIMI form) into ids and a loss mask."""
     return render_sample(tokenizer, limi_format.trajectory_to_limi(trajectory, strict=True), stop_tokens)
 
@@ -106,7 +108,10 @@ def render_sample(tokenizer, sample: dict, stop_tokens: tuple[str, ...] | None =
         prompt_ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
         start = len(prompt_ids)
         if ids[:start] != prompt_ids:
-            raise AmbiguousRendering(f"messages[{i}]", "the generation prompt's token ids are not a prefix of the conversation's ids (a token crosses the start of the assistant turn)")
+            raise AmbiguousRendering(
+                f"messages[{i}]",
+                "the generation prompt's token ids are not a prefix of the conversation's ids (a token crosses the start of the assistant turn)",
+            )
         end = _token_end(offsets, end_char, i)
         if append_eos:
             ids.append(tokenizer.convert_tokens_to_ids(tokenizer.eos_token))
@@ -133,17 +138,22 @@ class _Renderer:
         return text
 
 
-def _turn_chars(render: _Renderer, messages: list[dict], i: int, full: str, stop_tokens: tuple[str, ...]) -> tuple[str, int, bool]:
+def _turn_chars(
+    render: _Renderer, messages: list[dict], i: int, full: str, stop_tokens: tuple[str, ...]
+) -> tuple[str, int, bool]:
     """Assistant turn i in `full`: its prompt (a prefix of `full`), the character where the turn
     ends, and whether eos must be appended after it."""
     field = f"messages[{i}]"
     prompt = render(messages[:i], generation_prompt=True)
     if not full.startswith(prompt):
-        raise AmbiguousRendering(field, "the conversation before this assistant turn renders differently once later messages follow (the template rewrites or drops earlier text), so no prefix of the whole rendering is this turn's prompt")
+        raise AmbiguousRendering(
+            field,
+            "the conversation before this assistant turn renders differently once later messages follow (the template rewrites or drops earlier text), so no prefix of the whole rendering is this turn's prompt",
+        )
     through = render(messages[: i + 1], generation_prompt=False)
     if not through.startswith(prompt):
         raise AmbiguousRendering(field, "the rendered turn does not continue the template's generation prompt")
-    turn = through[len(prompt):]
+    turn = through[len(prompt) :]
     if not turn:
         raise AmbiguousRendering(field, "the template renders nothing for this assistant message")
     _check_turn_shows_message(turn, messages[i], field)
@@ -151,7 +161,7 @@ def _turn_chars(render: _Renderer, messages: list[dict], i: int, full: str, stop
     if stop_at:
         position, token = min(stop_at)
         end = len(prompt) + position + len(token)
-        if full[len(prompt):end] != turn[: position + len(token)]:
+        if full[len(prompt) : end] != turn[: position + len(token)]:
             raise AmbiguousRendering(field, "this assistant turn renders differently once later messages follow")
         return prompt, end, False
     # No end-of-turn token inside the turn (GLM style): the next role token ends it.
@@ -183,7 +193,10 @@ def _token_end(offsets: list, end_char: int, i: int) -> int:
 def _check_turn_shows_message(turn: str, message: dict, field: str) -> None:
     content = (message.get("content") or "").strip()
     if content and content not in turn:
-        raise AmbiguousRendering(f"{field}.content", "the template does not render this message's content verbatim (it rewrites or drops part of it)")
+        raise AmbiguousRendering(
+            f"{field}.content",
+            "the template does not render this message's content verbatim (it rewrites or drops part of it)",
+        )
     for j, call in enumerate(message.get("tool_calls") or []):
         name = call["function"]["name"]
         if name not in turn:
@@ -196,18 +209,35 @@ def _chat_messages(sample: dict) -> tuple[list[dict], list | None]:
     messages: list[dict[str, Any]] = []
     for step in trajectory.steps:
         if step.role == trajectory_pb2.ROLE_TOOL:
-            messages.append({"role": "tool", "content": step.tool_result.output, "tool_call_id": step.tool_result.tool_call_id})
+            messages.append(
+                {"role": "tool", "content": step.tool_result.output, "tool_call_id": step.tool_result.tool_call_id}
+            )
             continue
-        role = {trajectory_pb2.ROLE_SYSTEM: "system", trajectory_pb2.ROLE_USER: "user", trajectory_pb2.ROLE_ASSISTANT: "assistant"}[step.role]
+        role = {
+            trajectory_pb2.ROLE_SYSTEM: "system",
+            trajectory_pb2.ROLE_USER: "user",
+            trajectory_pb2.ROLE_ASSISTANT: "assistant",
+        }[step.role]
         message: dict[str, Any] = {"role": role, "content": step.content}
         if step.tool_calls:
             message["tool_calls"] = [
-                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": _arguments(call.arguments_json)}}
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": _arguments(call.arguments_json)},
+                }
                 for call in step.tool_calls
             ]
         messages.append(message)
     tools = [
-        {"type": "function", "function": {"name": spec.name, "description": spec.description, "parameters": json.loads(spec.parameters_json or "{}")}}
+        {
+            "type": "function",
+            "function": {
+                "name": spec.name,
+                "description": spec.description,
+                "parameters": json.loads(spec.parameters_json or "{}"),
+            },
+        }
         for spec in trajectory.tools
     ]
     return messages, tools or None
@@ -224,15 +254,22 @@ def _reject_special_text(tokenizer, messages: list[dict], tools: list | None) ->
     """Message text that contains a special token would tokenize as template structure."""
     specials = [token for token in tokenizer.all_special_tokens if token]
     added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    specials += [token.content for token in added.values() if getattr(token, "special", False) and token.content not in specials]
+    specials += [
+        token.content for token in added.values() if getattr(token, "special", False) and token.content not in specials
+    ]
     for i, message in enumerate(messages):
         texts = {"content": message.get("content") or ""}
         for j, call in enumerate(message.get("tool_calls") or []):
-            texts[f"tool_calls[{j}]"] = call["function"]["name"] + json.dumps(call["function"]["arguments"], ensure_ascii=False)
+            texts[f"tool_calls[{j}]"] = call["function"]["name"] + json.dumps(
+                call["function"]["arguments"], ensure_ascii=False
+            )
         for name, text in texts.items():
             for token in specials:
                 if token in text:
-                    raise AmbiguousRendering(f"messages[{i}].{name}", f"contains the special token {token!r}, which would tokenize as template structure")
+                    raise AmbiguousRendering(
+                        f"messages[{i}].{name}",
+                        f"contains the special token {token!r}, which would tokenize as template structure",
+                    )
     if tools:
         text = json.dumps(tools, ensure_ascii=False)
         for token in specials:

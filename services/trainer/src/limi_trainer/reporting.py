@@ -73,7 +73,13 @@ def write_loss_curve(run_dir: pathlib.Path, history: list[dict], title: str) -> 
     loss_axis.set_ylabel("loss (mean per trained token)", color="tab:blue")
     loss_axis.grid(alpha=0.3)
     rate_axis = loss_axis.twinx()
-    rate_axis.plot(steps, [record["learning_rate"] for record in history], color="tab:orange", linestyle="--", label="learning rate")
+    rate_axis.plot(
+        steps,
+        [record["learning_rate"] for record in history],
+        color="tab:orange",
+        linestyle="--",
+        label="learning rate",
+    )
     rate_axis.set_ylabel("learning rate", color="tab:orange")
     loss_axis.set_title(title, fontsize=9)
     figure.tight_layout()

@@ -47,7 +47,12 @@ class RunConfig:
         dataset = data["dataset"]
         return cls(
             run_id=data["run_id"],
-            dataset=DatasetInput(dataset["uri"], dataset.get("dataset_id", ""), dataset.get("content_hash", ""), tuple(dataset.get("trajectory_ids", ()))),
+            dataset=DatasetInput(
+                dataset["uri"],
+                dataset.get("dataset_id", ""),
+                dataset.get("content_hash", ""),
+                tuple(dataset.get("trajectory_ids", ())),
+            ),
             base_model=data["base_model"],
             preset=data["preset"],
             hyperparameters=hyperparameters.from_strings(data["hyperparameters"]),
@@ -72,7 +77,10 @@ def run_id_for(dataset: DatasetInput, base_model: str, preset: str, hp: Hyperpar
     if request_id:
         basis = f"request:{request_id}"
     else:
-        basis = json.dumps([dataset.dataset_id or dataset.uri, dataset.content_hash, base_model, preset, hp.as_strings()], sort_keys=True)
+        basis = json.dumps(
+            [dataset.dataset_id or dataset.uri, dataset.content_hash, base_model, preset, hp.as_strings()],
+            sort_keys=True,
+        )
     return "run-" + hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
@@ -82,8 +90,17 @@ def code_revision() -> str:
         return os.environ["LIMI_CODE_REVISION"]
     here = pathlib.Path(__file__).resolve().parent
     try:
-        revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        revision = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return revision + ("-dirty" if dirty else "")

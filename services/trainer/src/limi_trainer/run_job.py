@@ -67,14 +67,18 @@ def run(run_dir: pathlib.Path) -> int:
         return EXIT_INVALID_INPUT if isinstance(exc, LimiError) else EXIT_CRASHED
     except Exception as exc:  # any other failure: reported as a crash (exit status 1) with its traceback
         if is_main:
-            reporting.ProgressLog(run_dir).emit("failed", kind="crashed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-4000:])
+            reporting.ProgressLog(run_dir).emit(
+                "failed", kind="crashed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-4000:]
+            )
         traceback.print_exc()
         return EXIT_CRASHED
     return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m limi_trainer.run_job", description="Run the training run in RUN_DIR (it holds run_config.json).")
+    parser = argparse.ArgumentParser(
+        prog="python -m limi_trainer.run_job", description="Run the training run in RUN_DIR (it holds run_config.json)."
+    )
     parser.add_argument("run_dir", type=pathlib.Path)
     args = parser.parse_args(argv)
     die_with_parent()

@@ -81,7 +81,9 @@ class RunStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._sink = IdempotentSink(path)
         self._db = self._sink.connection
-        self._db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, record TEXT NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, record TEXT NOT NULL)"
+        )
         self._db.execute("CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, record BLOB NOT NULL)")
 
     def put(self, run: RunRecord) -> None:
@@ -93,7 +95,9 @@ class RunStore:
         return [RunRecord.from_json(row[0]) for row in rows]
 
     def put_dataset(self, dataset: dataset_pb2.Dataset) -> None:
-        self._db.execute("INSERT OR REPLACE INTO datasets (id, record) VALUES (?, ?)", (dataset.id, dataset.SerializeToString()))
+        self._db.execute(
+            "INSERT OR REPLACE INTO datasets (id, record) VALUES (?, ?)", (dataset.id, dataset.SerializeToString())
+        )
 
     def dataset(self, dataset_id: str) -> dataset_pb2.Dataset | None:
         row = self._db.execute("SELECT record FROM datasets WHERE id = ?", (dataset_id,)).fetchone()

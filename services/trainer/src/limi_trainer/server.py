@@ -40,12 +40,23 @@ class TrainerApp:
         self.settings = settings
         self.store = RunStore(settings.database_path)
         self.supervisor = RunSupervisor(
-            self.store, settings.runs_dir, self._announce, max_queued=settings.max_queued_runs, max_attempts=settings.max_attempts,
-            poll_seconds=settings.progress_poll_seconds, gpus_per_run=settings.gpus_per_run,
+            self.store,
+            settings.runs_dir,
+            self._announce,
+            max_queued=settings.max_queued_runs,
+            max_attempts=settings.max_attempts,
+            poll_seconds=settings.progress_poll_seconds,
+            gpus_per_run=settings.gpus_per_run,
             worker_env={"LIMI_TRAINER_MODELS_DIR": str(settings.local_models_dir)},
         )
-        self.servicer = TrainerServicer(self.supervisor, self.store, default_base_model=settings.base_model, default_preset=settings.preset,
-                                        dataset_roots=settings.allowed_dataset_roots, model_roots=settings.allowed_model_roots)
+        self.servicer = TrainerServicer(
+            self.supervisor,
+            self.store,
+            default_base_model=settings.base_model,
+            default_preset=settings.preset,
+            dataset_roots=settings.allowed_dataset_roots,
+            model_roots=settings.allowed_model_roots,
+        )
         self.bus = BusLink(self.name)
 
     def register(self, server: grpc.aio.Server) -> None:
@@ -54,12 +65,22 @@ class TrainerApp:
     async def start(self, context: ServiceContext) -> None:
         await self.supervisor.start()
         intake = DatasetIntake(
-            self.supervisor, self.store, auto_train=self.settings.auto_train, base_model=self.settings.base_model,
-            preset=self.settings.preset, overrides=self.settings.hyperparameter_overrides, stop=context.stopping,
+            self.supervisor,
+            self.store,
+            auto_train=self.settings.auto_train,
+            base_model=self.settings.base_model,
+            preset=self.settings.preset,
+            overrides=self.settings.hyperparameter_overrides,
+            stop=context.stopping,
         )
         spec = ConsumerSpec(
-            stream=bus.stream_for(bus.DATASETS_PUBLISHED).name, durable=CONSUMER_NAME, subject=bus.DATASETS_PUBLISHED,
-            ack_wait_seconds=self.settings.ack_wait_seconds, max_deliver=self.settings.max_deliver, concurrency=1, fetch_batch=1,
+            stream=bus.stream_for(bus.DATASETS_PUBLISHED).name,
+            durable=CONSUMER_NAME,
+            subject=bus.DATASETS_PUBLISHED,
+            ack_wait_seconds=self.settings.ack_wait_seconds,
+            max_deliver=self.settings.max_deliver,
+            concurrency=1,
+            fetch_batch=1,
         )
         context.consume(spec, intake.handle)
 
@@ -70,10 +91,16 @@ class TrainerApp:
 
     async def _announce(self, run: RunRecord, checkpoint_dir: pathlib.Path) -> str:
         event = lineage.describe_checkpoint(
-            pathlib.Path(run.run_dir), checkpoint_dir, trajectory_ids=run.trained_trajectory_ids, packing_efficiency=run.packing_efficiency
+            pathlib.Path(run.run_dir),
+            checkpoint_dir,
+            trajectory_ids=run.trained_trajectory_ids,
+            packing_efficiency=run.packing_efficiency,
         )
         await self.bus.publisher.publish(bus.CHECKPOINTS_SAVED, event, lineage.message_id(event))
-        log.info("checkpoint published", extra={"fields": {"run": run.id, "checkpoint": event.id, "step": event.step, "final": event.final}})
+        log.info(
+            "checkpoint published",
+            extra={"fields": {"run": run.id, "checkpoint": event.id, "step": event.step, "final": event.final}},
+        )
         return event.id
 
 

@@ -18,7 +18,15 @@ from google.protobuf import timestamp_pb2
 
 from limi.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from limi_core.errors import InvalidArgument, NotFound
-from limi_core.request_checks import IDENTIFIER, MAX_PATH_CHARS, REQUIRED_IDENTIFIER, Entries, Identifier, check_fields, confined_path
+from limi_core.request_checks import (
+    IDENTIFIER,
+    MAX_PATH_CHARS,
+    REQUIRED_IDENTIFIER,
+    Entries,
+    Identifier,
+    check_fields,
+    confined_path,
+)
 from limi_trainer.dataset import DatasetInput
 from limi_trainer.run_store import RunRecord, RunState, RunStore
 from limi_trainer.supervisor import RunRequest, RunSupervisor
@@ -43,8 +51,16 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
-    def __init__(self, supervisor: RunSupervisor, store: RunStore, *, default_base_model: str, default_preset: str,
-                 dataset_roots: tuple[pathlib.Path, ...] = (), model_roots: tuple[pathlib.Path, ...] = ()) -> None:
+    def __init__(
+        self,
+        supervisor: RunSupervisor,
+        store: RunStore,
+        *,
+        default_base_model: str,
+        default_preset: str,
+        dataset_roots: tuple[pathlib.Path, ...] = (),
+        model_roots: tuple[pathlib.Path, ...] = (),
+    ) -> None:
         self._supervisor, self._store = supervisor, store
         self._default_base_model, self._default_preset = default_base_model, default_preset
         self._dataset_roots, self._model_roots = dataset_roots, model_roots
@@ -53,7 +69,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         check_fields(request, START_RUN)
         dataset = self._dataset(request)
         base_model = self._base_model(request.base_model) if request.base_model else self._default_base_model
-        run_request = RunRequest(dataset, base_model, request.preset or self._default_preset, dict(request.hyperparameters), request.request_id)
+        run_request = RunRequest(
+            dataset,
+            base_model,
+            request.preset or self._default_preset,
+            dict(request.hyperparameters),
+            request.request_id,
+        )
         return self._message(await self._supervisor.submit(run_request))
 
     async def GetRun(self, request: trainer_pb2.GetRunRequest, context) -> trainer_pb2.Run:
@@ -78,7 +100,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             return name
         if not name.startswith(("/", "file:")):
             if not HUB_ID.fullmatch(name) or pathlib.Path(name).exists():
-                raise InvalidArgument("base_model", "must be a Hugging Face model id (owner/name) or an absolute path of a local model directory")
+                raise InvalidArgument(
+                    "base_model",
+                    "must be a Hugging Face model id (owner/name) or an absolute path of a local model directory",
+                )
             return name
         path = confined_path("base_model", name, self._model_roots, "LIMI_TRAINER_MODEL_ROOTS")
         if not (path / "config.json").is_file():
@@ -96,17 +121,42 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             raise InvalidArgument("dataset_id", "is required (or give dataset_uri)")
         known = self._store.dataset(dataset_id)
         if known is None:
-            raise NotFound(f"dataset {dataset_id!r} has not been published on the bus; give dataset_uri to train on a file")
-        return DatasetInput(uri=known.storage_uri, dataset_id=known.id, content_hash=known.content_hash, trajectory_ids=tuple(known.trajectory_ids))
+            raise NotFound(
+                f"dataset {dataset_id!r} has not been published on the bus; give dataset_uri to train on a file"
+            )
+        return DatasetInput(
+            uri=known.storage_uri,
+            dataset_id=known.id,
+            content_hash=known.content_hash,
+            trajectory_ids=tuple(known.trajectory_ids),
+        )
 
     def _message(self, run: RunRecord) -> trainer_pb2.Run:
         return trainer_pb2.Run(
-            id=run.id, state=STATES[run.state], dataset_id=run.dataset_id, base_model=run.base_model, step=run.step, total_steps=run.total_steps,
-            loss=run.loss, tokens_per_second=run.tokens_per_second, eta_seconds=int(run.eta_seconds), checkpoint_ids=run.checkpoint_ids,
-            error=run.error, started_at=_timestamp(run.started_at), preset=run.preset, hyperparameters=run.hyperparameters, run_dir=run.run_dir,
-            summary_path=run.summary_path, loss_curve_path=run.loss_curve_path, packing_efficiency=run.packing_efficiency,
-            created_at=_timestamp(run.created_at), finished_at=_timestamp(run.finished_at), resumed_from_step=run.resumed_from_step,
-            attempts=run.attempts, queue_position=self._supervisor.queue_position(run.id), dataset_content_hash=run.dataset_content_hash,
+            id=run.id,
+            state=STATES[run.state],
+            dataset_id=run.dataset_id,
+            base_model=run.base_model,
+            step=run.step,
+            total_steps=run.total_steps,
+            loss=run.loss,
+            tokens_per_second=run.tokens_per_second,
+            eta_seconds=int(run.eta_seconds),
+            checkpoint_ids=run.checkpoint_ids,
+            error=run.error,
+            started_at=_timestamp(run.started_at),
+            preset=run.preset,
+            hyperparameters=run.hyperparameters,
+            run_dir=run.run_dir,
+            summary_path=run.summary_path,
+            loss_curve_path=run.loss_curve_path,
+            packing_efficiency=run.packing_efficiency,
+            created_at=_timestamp(run.created_at),
+            finished_at=_timestamp(run.finished_at),
+            resumed_from_step=run.resumed_from_step,
+            attempts=run.attempts,
+            queue_position=self._supervisor.queue_position(run.id),
+            dataset_content_hash=run.dataset_content_hash,
         )
 
 

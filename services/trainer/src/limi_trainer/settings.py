@@ -14,8 +14,8 @@ import pathlib
 from typing import ClassVar
 
 from limi_core.config import check
-from limi_core.settings import DEFAULT_PORTS, ServiceSettings, model_cache_dir
 from limi_core.errors import InvalidArgument
+from limi_core.settings import DEFAULT_PORTS, ServiceSettings, model_cache_dir
 from limi_trainer.hyperparameters import PRESETS, resolve
 
 
@@ -55,7 +55,9 @@ class TrainerSettings(ServiceSettings):
         super().__post_init__()
         cls, prefix = type(self), self.PREFIX
         check(bool(self.base_model.strip()), cls, "base_model", prefix, "must not be empty")
-        check(self.preset in PRESETS, cls, "preset", prefix, f"must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        check(
+            self.preset in PRESETS, cls, "preset", prefix, f"must be one of {', '.join(PRESETS)}, got {self.preset!r}"
+        )
         try:
             resolve(self.preset, self.hyperparameter_overrides)
         except InvalidArgument as exc:
@@ -76,7 +78,12 @@ class TrainerSettings(ServiceSettings):
         if self.model_roots:
             return self.model_roots
         configured = pathlib.Path(self.base_model).expanduser()
-        return (self.data_dir, self.local_models_dir, model_cache_dir(), *([configured] if configured.is_absolute() else []))
+        return (
+            self.data_dir,
+            self.local_models_dir,
+            model_cache_dir(),
+            *([configured] if configured.is_absolute() else []),
+        )
 
     @property
     def hyperparameter_overrides(self) -> dict[str, str]:

@@ -53,8 +53,16 @@ class RunRequest:
 
 class RunSupervisor:
     def __init__(
-        self, store: RunStore, runs_dir: pathlib.Path, announce: Announcer, *, max_queued: int = 16, max_attempts: int = 3,
-        poll_seconds: float = 0.5, gpus_per_run: int = 1, worker_env: dict[str, str] | None = None,
+        self,
+        store: RunStore,
+        runs_dir: pathlib.Path,
+        announce: Announcer,
+        *,
+        max_queued: int = 16,
+        max_attempts: int = 3,
+        poll_seconds: float = 0.5,
+        gpus_per_run: int = 1,
+        worker_env: dict[str, str] | None = None,
     ) -> None:
         self._store, self._runs_dir, self._announce = store, runs_dir, announce
         self._max_queued, self._max_attempts, self._poll = max_queued, max_attempts, poll_seconds
@@ -115,8 +123,14 @@ class RunSupervisor:
         run_dir = self._runs_dir / run_id
         RunConfig(run_id, request.dataset, request.base_model, request.preset, hp, code_revision()).save(run_dir)
         run = RunRecord(
-            id=run_id, state=RunState.QUEUED, dataset_id=request.dataset.dataset_id or request.dataset.uri, base_model=request.base_model,
-            preset=request.preset, run_dir=str(run_dir), hyperparameters=hp.as_strings(), dataset_content_hash=request.dataset.content_hash,
+            id=run_id,
+            state=RunState.QUEUED,
+            dataset_id=request.dataset.dataset_id or request.dataset.uri,
+            base_model=request.base_model,
+            preset=request.preset,
+            run_dir=str(run_dir),
+            hyperparameters=hp.as_strings(),
+            dataset_content_hash=request.dataset.content_hash,
         )
         self._store.create_once(run)
         self._runs[run_id] = run
@@ -171,7 +185,7 @@ class RunSupervisor:
             async with self._changed:
                 try:
                     await asyncio.wait_for(self._changed.wait(), timeout=1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     # ------------------------------------------------------------------ the loop
@@ -184,7 +198,7 @@ class RunSupervisor:
             if run is None:
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=30.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     await self._announce_all_pending()
                 continue
             try:
@@ -193,7 +207,12 @@ class RunSupervisor:
                 raise
             except Exception as exc:  # recorded on the run; the queue keeps going with the next one
                 log.exception("the run could not be supervised", extra={"fields": {"run": run.id}})
-                self._finish(run, RunState.FAILED, error=f"the trainer could not run it: {type(exc).__name__}: {exc}", kind="crashed")
+                self._finish(
+                    run,
+                    RunState.FAILED,
+                    error=f"the trainer could not run it: {type(exc).__name__}: {exc}",
+                    kind="crashed",
+                )
 
     async def _run_one(self, run: RunRecord) -> None:
         run_dir = pathlib.Path(run.run_dir)
@@ -202,14 +221,19 @@ class RunSupervisor:
         self._active = run.id
         self._save(run)
         await self._notify()
-        offset = (run_dir / reporting.PROGRESS_FILE).stat().st_size if (run_dir / reporting.PROGRESS_FILE).exists() else 0
+        offset = (
+            (run_dir / reporting.PROGRESS_FILE).stat().st_size if (run_dir / reporting.PROGRESS_FILE).exists() else 0
+        )
         metrics.RUNNING.set(1)
         try:
             with open(run_dir / "worker.log", "ab") as output:
                 # No preexec_fn: a plain fork of this gRPC process can crash in gRPC's fork handlers, so
                 # the child is spawned (vfork) and arranges to die with us itself (run_job.die_with_parent).
                 self._process = await asyncio.create_subprocess_exec(
-                    *self._command(run_dir), stdout=output, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                    *self._command(run_dir),
+                    stdout=output,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
                     env={**os.environ, **self._worker_env, PARENT_PID_VARIABLE: str(os.getpid())},
                 )
             finished = False
@@ -217,7 +241,7 @@ class RunSupervisor:
                 try:
                     await asyncio.wait_for(self._process.wait(), timeout=self._poll)
                     finished = True
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 records, offset = reporting.read_progress(run_dir, offset)
                 for record in records:
@@ -234,7 +258,16 @@ class RunSupervisor:
 
     def _command(self, run_dir: pathlib.Path) -> list[str]:
         if self._gpus > 1:
-            return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self._gpus}", "-m", "limi_trainer.run_job", str(run_dir)]
+            return [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc-per-node={self._gpus}",
+                "-m",
+                "limi_trainer.run_job",
+                str(run_dir),
+            ]
         return [sys.executable, "-m", "limi_trainer.run_job", str(run_dir)]
 
     async def _apply(self, run: RunRecord, record: dict) -> None:
@@ -274,13 +307,18 @@ class RunSupervisor:
             self._finish(run, RunState.SUCCEEDED)
         elif code == EXIT_INVALID_INPUT:
             metrics.PROCESSES.labels("invalid_input").inc()
-            self._finish(run, RunState.FAILED, error=run.error or f"training process exited with {code}", kind="invalid_input")
+            self._finish(
+                run, RunState.FAILED, error=run.error or f"training process exited with {code}", kind="invalid_input"
+            )
         else:
             metrics.PROCESSES.labels("crashed").inc()
             error = run.error or f"training process exited with {code} (see {pathlib.Path(run.run_dir) / 'worker.log'})"
             run.crashes += 1
             if run.crashes < self._max_attempts:
-                log.warning("training process crashed; resuming", extra={"fields": {"run": run.id, "crashes": run.crashes, "error": error}})
+                log.warning(
+                    "training process crashed; resuming",
+                    extra={"fields": {"run": run.id, "crashes": run.crashes, "error": error}},
+                )
                 run.state, run.error = RunState.QUEUED, error
                 self._save(run)
             else:
@@ -300,7 +338,7 @@ class RunSupervisor:
         try:
             os.killpg(process.pid, signal.SIGTERM)
             await asyncio.wait_for(process.wait(), timeout=max(grace_seconds, 0.1))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
         except ProcessLookupError:
@@ -316,7 +354,10 @@ class RunSupervisor:
             try:
                 announced = await self._announce(run, path)
             except Unavailable as exc:  # retried by the loop later; the checkpoint itself is safe on disk
-                log.warning("checkpoint announcement failed; will retry", extra={"fields": {"run": run.id, "checkpoint": str(path), "error": f"{type(exc).__name__}: {exc}"}})
+                log.warning(
+                    "checkpoint announcement failed; will retry",
+                    extra={"fields": {"run": run.id, "checkpoint": str(path), "error": f"{type(exc).__name__}: {exc}"}},
+                )
                 return
             run.checkpoint_ids.append(announced)
             metrics.CHECKPOINTS.inc()
@@ -340,4 +381,3 @@ class RunSupervisor:
         self._wake.set()
         async with self._changed:
             self._changed.notify_all()
-

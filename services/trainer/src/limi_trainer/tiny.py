@@ -61,7 +61,17 @@ print(os.path.join("src", "main.py"), result["status"])
 """
 
 _TOOL_NAMES = ("read_file", "write_file", "run_command", "list_directory", "search_code", "get_weather", "finish")
-_ARGUMENT_VALUES = ("src/main.py", "README.md", "pytest -q", "ls -la", "tests/test_app.py", "Paris", "done", "count_words", "python3 app.py")
+_ARGUMENT_VALUES = (
+    "src/main.py",
+    "README.md",
+    "pytest -q",
+    "ls -la",
+    "tests/test_app.py",
+    "Paris",
+    "done",
+    "count_words",
+    "python3 app.py",
+)
 
 
 def training_corpus() -> list[str]:
@@ -71,7 +81,9 @@ def training_corpus() -> list[str]:
         for j, value in enumerate(_ARGUMENT_VALUES):
             key = ("path", "command", "query", "city", "text")[(i + j) % 5]
             lines.append(json.dumps({"name": name, "arguments": {key: value}}))
-            lines.append(f"<tool_call>\n{json.dumps({'name': name, 'arguments': {key: value, 'line': i * 7 + j}})}\n</tool_call>")
+            lines.append(
+                f"<tool_call>\n{json.dumps({'name': name, 'arguments': {key: value, 'line': i * 7 + j}})}\n</tool_call>"
+            )
             lines.append(f"<tool_response>\nexit code {j % 3}: {value} ok, {i + j} lines\n</tool_response>")
     return lines * 3
 
@@ -208,7 +220,9 @@ def build_tiny_model(directory: os.PathLike | str, spec: TinySpec = TinySpec()) 
 
 def models_dir() -> pathlib.Path:
     """Where named local models live: $LIMI_TRAINER_MODELS_DIR, else ~/.cache/limi/models."""
-    return pathlib.Path(os.environ.get("LIMI_TRAINER_MODELS_DIR") or pathlib.Path.home() / ".cache" / "limi" / "models").expanduser()
+    return pathlib.Path(
+        os.environ.get("LIMI_TRAINER_MODELS_DIR") or pathlib.Path.home() / ".cache" / "limi" / "models"
+    ).expanduser()
 
 
 def resolve_base_model(name: str) -> str:

@@ -19,10 +19,11 @@ import time
 import torch
 
 from limi_core.errors import InvalidArgument
-from limi_trainer import checkpoints, dataset, engine as engine_setup, reporting
+from limi_trainer import checkpoints, dataset, reporting
+from limi_trainer import engine as engine_setup
 from limi_trainer.causal_lm import PackedLossModel, choose_attention, load_model
-from limi_trainer.frozen_layers import FrozenBottom, freeze_lower_layers
 from limi_trainer.checkpoints import TrainerState
+from limi_trainer.frozen_layers import FrozenBottom, freeze_lower_layers
 from limi_trainer.packing import StepPlan, TrainingPlan, build_plan, collate, trained_labels
 from limi_trainer.rendering import default_stop_tokens
 from limi_trainer.run_config import RunConfig
@@ -60,40 +61,76 @@ def train(run_dir: pathlib.Path, listeners: list[reporting.Listener] | None = No
     raw = dataset.read_samples(data_path)
     trajectory_ids = dataset.trajectory_ids(raw, config.dataset)
     kept, dropped = dataset.prepare_samples(
-        tokenizer, raw, trajectory_ids, stop_tokens=default_stop_tokens(tokenizer, generation_config), max_tokens=hp.max_sample_tokens, on_ambiguous=hp.on_ambiguous
+        tokenizer,
+        raw,
+        trajectory_ids,
+        stop_tokens=default_stop_tokens(tokenizer, generation_config),
+        max_tokens=hp.max_sample_tokens,
+        on_ambiguous=hp.on_ambiguous,
     )
     samples = {sample.index: sample for sample in kept}
     plan = build_plan(
         {i: len(s.rendered) for i, s in samples.items()},
         {i: trained_labels(s.rendered) for i, s in samples.items()},
-        epochs=hp.epochs, global_batch_size=hp.global_batch_size, seed=hp.seed, drop_last=hp.drop_last, budget=hp.pack_tokens, world_size=dist.world_size,
+        epochs=hp.epochs,
+        global_batch_size=hp.global_batch_size,
+        seed=hp.seed,
+        drop_last=hp.drop_last,
+        budget=hp.pack_tokens,
+        world_size=dist.world_size,
     )
     if plan.total_steps == 0:
-        raise InvalidArgument("hyperparameters.drop_last", f"{len(kept)} samples make no complete optimizer step of {hp.global_batch_size}")
+        raise InvalidArgument(
+            "hyperparameters.drop_last",
+            f"{len(kept)} samples make no complete optimizer step of {hp.global_batch_size}",
+        )
 
     on_gpu = dist.device.type == "cuda"
     dtype = engine_setup.training_dtype(hp, on_gpu)
     ds_config = engine_setup.deepspeed_config(hp, dist.world_size, dtype)
     zero3_loading = _zero3_loading(ds_config)  # keeps ZeRO-3 partitioned loading active while it lives
-    model = load_model(base_model, dtype=dtype, attn_implementation=choose_attention(hp.attn_implementation, on_gpu), gradient_checkpointing=hp.gradient_checkpointing)
+    model = load_model(
+        base_model,
+        dtype=dtype,
+        attn_implementation=choose_attention(hp.attn_implementation, on_gpu),
+        gradient_checkpointing=hp.gradient_checkpointing,
+    )
     trainable_parameters = freeze_lower_layers(model, hp.trainable_layers)
     # The frozen bottom's output is kept per sample (exact; not under ZeRO-3's partitioned weights).
-    frozen_bottom = FrozenBottom(model, hp.trainable_layers) if hp.trainable_layers and hp.zero_stage < 3 and FrozenBottom.supports(model) else None
-    engine = engine_setup.build_engine(PackedLossModel(model, hp.loss_chunk_tokens, frozen_bottom), hp, plan.total_steps, ds_config)
+    frozen_bottom = (
+        FrozenBottom(model, hp.trainable_layers)
+        if hp.trainable_layers and hp.zero_stage < 3 and FrozenBottom.supports(model)
+        else None
+    )
+    engine = engine_setup.build_engine(
+        PackedLossModel(model, hp.loss_chunk_tokens, frozen_bottom), hp, plan.total_steps, ds_config
+    )
     del zero3_loading
 
     if dist.is_main:
         checkpoints.discard_staging(run_dir)
     torch.distributed.barrier()
     resume_from = checkpoints.latest_resumable(run_dir)
-    state = checkpoints.load(engine, resume_from, plan.digest()) if resume_from else TrainerState(config.run_id, plan.digest())
+    state = (
+        checkpoints.load(engine, resume_from, plan.digest())
+        if resume_from
+        else TrainerState(config.run_id, plan.digest())
+    )
     resumed_at = state.step
     if log:
         log.emit(
-            "started", total_steps=plan.total_steps, resumed_from_step=state.step, samples=len(raw), trained_samples=len(kept),
-            dropped=[vars(d) for d in dropped], packing_efficiency=plan.packing_efficiency, world_size=dist.world_size,
-            trajectory_ids=[sample.trajectory_id for sample in kept], dataset_sha256=data_sha256,
-            trainable_parameters=trainable_parameters, frozen_bottom_cached=frozen_bottom is not None,
+            "started",
+            total_steps=plan.total_steps,
+            resumed_from_step=state.step,
+            samples=len(raw),
+            trained_samples=len(kept),
+            dropped=[vars(d) for d in dropped],
+            packing_efficiency=plan.packing_efficiency,
+            world_size=dist.world_size,
+            trajectory_ids=[sample.trajectory_id for sample in kept],
+            dataset_sha256=data_sha256,
+            trainable_parameters=trainable_parameters,
+            frozen_bottom_cached=frozen_bottom is not None,
         )
 
     step_seconds: list[float] = []
@@ -109,17 +146,32 @@ def train(run_dir: pathlib.Path, listeners: list[reporting.Listener] | None = No
         last = state.step == plan.total_steps
         if last or (hp.checkpoint_every_steps and state.step % hp.checkpoint_every_steps == 0):
             state.final = last
-            path = checkpoints.save(engine, model, tokenizer, state, run_dir, is_main=dist.is_main, keep_resume_states=hp.keep_resume_states)
+            path = checkpoints.save(
+                engine, model, tokenizer, state, run_dir, is_main=dist.is_main, keep_resume_states=hp.keep_resume_states
+            )
             if log:
                 log.emit("checkpoint", step=state.step, path=str(path), final=last, loss=record["loss"])
 
     if not dist.is_main:
         return {}
-    summary = _summary(config, plan, state, kept, dropped, data_sha256, run_dir, dist, dtype, resumed_at, time.monotonic() - started)
+    summary = _summary(
+        config, plan, state, kept, dropped, data_sha256, run_dir, dist, dtype, resumed_at, time.monotonic() - started
+    )
     if state.history:
-        summary["loss_curve"] = str(reporting.write_loss_curve(run_dir, state.history, f"{config.run_id}: {config.base_model} on {config.dataset.dataset_id or config.dataset.uri}"))
+        summary["loss_curve"] = str(
+            reporting.write_loss_curve(
+                run_dir,
+                state.history,
+                f"{config.run_id}: {config.base_model} on {config.dataset.dataset_id or config.dataset.uri}",
+            )
+        )
     summary_path = reporting.write_summary(run_dir, summary)
-    log.emit("finished", summary=str(summary_path), loss_curve=summary.get("loss_curve", ""), final_loss=summary["final_loss"])
+    log.emit(
+        "finished",
+        summary=str(summary_path),
+        loss_curve=summary.get("loss_curve", ""),
+        final_loss=summary["final_loss"],
+    )
     return summary
 
 
@@ -131,7 +183,10 @@ def run_step(engine, step: StepPlan, number: int, samples: dict, dist: engine_se
     scale = dist.world_size / max(1, step.trained_tokens)  # DeepSpeed averages gradients over ranks.
     summed = torch.zeros((), dtype=torch.float64)
     for k, pack in enumerate(packs):
-        batch = {name: tensor.to(dist.device) for name, tensor in collate([samples[i].rendered for i in pack], pad_id).items()}
+        batch = {
+            name: tensor.to(dist.device)
+            for name, tensor in collate([samples[i].rendered for i in pack], pad_id).items()
+        }
         engine.set_gradient_accumulation_boundary(k == len(packs) - 1)
         loss_sum = engine(**batch)
         engine.backward(loss_sum * scale, scale_wrt_gas=False)
@@ -164,7 +219,19 @@ def _zero3_loading(ds_config: dict):
     return HfDeepSpeedConfig(ds_config)
 
 
-def _summary(config: RunConfig, plan: TrainingPlan, state: TrainerState, kept, dropped, data_sha256: str, run_dir: pathlib.Path, dist, dtype, resumed_at: int, seconds: float) -> dict:
+def _summary(
+    config: RunConfig,
+    plan: TrainingPlan,
+    state: TrainerState,
+    kept,
+    dropped,
+    data_sha256: str,
+    run_dir: pathlib.Path,
+    dist,
+    dtype,
+    resumed_at: int,
+    seconds: float,
+) -> dict:
     history = state.history
     this_process = history[resumed_at:]
     tokens = sum(record["tokens"] for record in this_process)
@@ -202,6 +269,8 @@ def _summary(config: RunConfig, plan: TrainingPlan, state: TrainerState, kept, d
         "tokens_per_second": tokens / busy if busy > 0 else 0.0,
         "wall_seconds": seconds,
         "checkpoints": [str(path) for path in checkpoints.completed(run_dir)],
-        "device": torch.cuda.get_device_name(dist.device) if dist.device.type == "cuda" else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(dist.device)
+        if dist.device.type == "cuda"
+        else platform.processor() or "cpu",
         "precision": str(dtype).removeprefix("torch."),
     }

@@ -20,22 +20,48 @@ NAME = "limi_varlen_sdpa"
 _registered = False
 
 
-def packed_sdpa_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None, position_ids=None, **kwargs):
+def packed_sdpa_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    position_ids=None,
+    **kwargs,
+):
     """Attention over [batch, heads, length, head_dim] tensors; returns ([batch, length, heads, head_dim], None)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     single_row = query.shape[0] == 1 and query.shape[2] == key.shape[2]
     if position_ids is None or attention_mask is not None or not single_row:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=attention_mask is None, **kwargs)
+        return sdpa_attention_forward(
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=dropout,
+            scaling=scaling,
+            is_causal=attention_mask is None,
+            **kwargs,
+        )
     length = query.shape[2]
     starts = torch.nonzero(position_ids.reshape(-1)[:length] == 0).flatten().tolist()
     if not starts or starts[0] != 0:
         starts = [0, *starts]
-    bounds = list(zip(starts, [*starts[1:], length]))
+    bounds = list(zip(starts, [*starts[1:], length], strict=False))
     grouped = key.shape[1] != query.shape[1]
     pieces = [
         functional.scaled_dot_product_attention(
-            query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], dropout_p=dropout if module.training else 0.0, is_causal=True, scale=scaling, enable_gqa=grouped
+            query[:, :, a:b],
+            key[:, :, a:b],
+            value[:, :, a:b],
+            dropout_p=dropout if module.training else 0.0,
+            is_causal=True,
+            scale=scaling,
+            enable_gqa=grouped,
         )
         for a, b in bounds
     ]
