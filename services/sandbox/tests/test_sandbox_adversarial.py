@@ -5,6 +5,13 @@ asserts the typed outcome (a status code, or a result flag), then that the servi
 (`assert_healthy`: alive, SERVING, a fresh session runs a command) and that the host is untouched
 (no process carrying the test's marker survives, canary files unchanged, the disk not filled, the
 service's memory bounded). Limits are small (256 MiB memory, 64 MiB files and workspace).
+
+The last part, on bwrap and gVisor both, is a hostile session against the service that hosts it:
+frames an honest agent never sends, written into a live session's channel (the test takes a copy
+with pidfd_getfd as root, which commands cannot), floods while the client reads nothing, the
+channel out of the commands' reach, nested user namespaces, capped mounts in every mode, large
+edits and a search cut short; each ends checking that the service itself is unharmed (its RSS, its
+children, health, another session's calls).
 """
 
 from __future__ import annotations
