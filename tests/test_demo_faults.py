@@ -161,7 +161,7 @@ def test_the_demo_sends_no_training_or_evaluation_request_for_a_fine_tune():
     import limi_cli.demo as demo
 
     source = pathlib.Path(demo.__file__).read_text()
-    assert "StartRun" not in source
+    assert '"StartRun"' not in source and "StartRunRequest" not in source
     # One Evaluate request: the base model's baseline.
     assert source.count('"Evaluate"') == 1 and "def evaluate_base" in source
 

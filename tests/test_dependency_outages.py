@@ -1,7 +1,7 @@
 """A dependency outage costs no work: the sandbox down for 60 s, then the policy endpoint down for 60 s.
 
 Real processes: nats-server, the sandbox and the rollout service with the demo's rollout settings
-(limi_cli.demo.service_env: concurrency, ack wait, redelivery backoff), and a scripted policy
+(limi_cli.demo.rollout_env: concurrency, ack wait, redelivery backoff), and a scripted policy
 served over HTTP that is really stopped (its port refuses connections, its open connections are
 closed) and started again on the same port. While 24 queries are collected, the sandbox service
 is stopped (SIGTERM, as a pod deletion does) for 60 s, then the policy endpoint for 60 s. Every
@@ -20,7 +20,7 @@ import urllib.request
 
 from limi.query.v1 import query_pb2
 from limi.trajectory.v1 import trajectory_pb2 as tp
-from limi_cli.demo import service_env
+from limi_cli.demo import rollout_env
 from limi_core import bus
 from limi_core.consumer import read_dead_letters
 from limi_core.events import EventPublisher, event_id
@@ -138,7 +138,7 @@ async def _async(value):
 async def test_sandbox_and_policy_outages_during_collection_cost_no_attempt(service_process, nats_client, jetstream):
     policy = ScriptedPolicyServer(worker, model="scripted").start()
     port = policy.port
-    env = {k: v for k, v in service_env(policy.endpoint, "scripted").items() if k.startswith("LIMI_ROLLOUT_")}
+    env = rollout_env(policy.endpoint, "scripted")
     try:
         sandbox = service_process("sandbox")
         wait_for_health(sandbox.grpc_address, timeout=60, process=sandbox.process)

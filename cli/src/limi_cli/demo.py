@@ -208,6 +208,19 @@ def _recipe(recipe: tuple[str, dict[str, str]], options: DemoOptions) -> tuple[s
     return preset, overrides
 
 
+def rollout_env(teacher_endpoint: str, teacher_model: str) -> dict[str, str]:
+    """The demo's rollout settings (the outage test runs the rollout with these too)."""
+    return {
+        "LIMI_ROLLOUT_POLICY_ENDPOINT": teacher_endpoint,
+        "LIMI_ROLLOUT_POLICY_MODEL": teacher_model,
+        "LIMI_ROLLOUT_CONCURRENCY": "4",
+        "LIMI_ROLLOUT_MAX_TURNS": "12",
+        # A killed rollout's query comes back quickly (its heartbeats stop).
+        "LIMI_ROLLOUT_ACK_WAIT_SECONDS": "10",
+        "LIMI_ROLLOUT_REDELIVERY_BACKOFF_SECONDS": "1,5,15",
+    }
+
+
 def service_env(
     teacher_endpoint: str,
     teacher_model: str,
@@ -217,13 +230,7 @@ def service_env(
     options: DemoOptions,
 ) -> dict[str, str]:
     return {
-        "LIMI_ROLLOUT_POLICY_ENDPOINT": teacher_endpoint,
-        "LIMI_ROLLOUT_POLICY_MODEL": teacher_model,
-        "LIMI_ROLLOUT_CONCURRENCY": "4",
-        "LIMI_ROLLOUT_MAX_TURNS": "12",
-        # A killed rollout's query comes back quickly (its heartbeats stop).
-        "LIMI_ROLLOUT_ACK_WAIT_SECONDS": "10",
-        "LIMI_ROLLOUT_REDELIVERY_BACKOFF_SECONDS": "1,5,15",
+        **rollout_env(teacher_endpoint, teacher_model),
         # As on a cluster: every published dataset is trained, every final checkpoint evaluated.
         "LIMI_TRAINER_AUTO_TRAIN": "true",
         "LIMI_TRAINER_BASE_MODEL": str(base_model),

@@ -178,9 +178,12 @@ class Episode:
         queue: asyncio.Queue = asyncio.Queue()
         self._watchers.add(queue)
         try:
-            for step in list(self.trajectory.steps):
+            # Counted before yielding: steps appended while the caller holds a yielded one arrive
+            # through the queue, and must not be taken for steps already sent.
+            snapshot = list(self.trajectory.steps)
+            seen = len(snapshot)
+            for step in snapshot:
                 yield step
-            seen = len(self.trajectory.steps)
             while not self.done.is_set() or not queue.empty():
                 getter = asyncio.ensure_future(queue.get())
                 waiter = asyncio.ensure_future(self.done.wait())
