@@ -252,6 +252,8 @@ def test_the_uncurated_pool_is_other_tasks_of_the_training_split():
     curated = demo_pool.pool_records()
     assert len(pool) == 5 * 78 and len({r["id"] for r in pool}) == len(pool)
     assert not {r["labels"]["task"] for r in pool} & {r["labels"]["task"] for r in curated}
+    # One query per text, as the curator's pool holds them (a chain's first step can read like another task).
+    assert len({r["text"] for r in pool}) == len(pool) and not {r["text"] for r in pool} & {r["text"] for r in curated}
     assert {r["labels"]["kind"] for r in pool} == {r["labels"]["kind"] for r in curated}
     held_out = {subtask.query for task in generate(0, "test", 12) for subtask in task.subtasks}
     assert not held_out & {r["text"] for r in pool}

@@ -50,13 +50,23 @@ def pool_records(
     *,
     prefix: str = "demo",
     exclude: frozenset[str] = frozenset(),
+    exclude_texts: frozenset[str] = frozenset(),
 ) -> list[dict]:
-    """`count` import rows from the train split, deterministic for the arguments; tasks in `exclude` are skipped."""
+    """`count` import rows from the train split, deterministic for the arguments.
+
+    Tasks in `exclude` are skipped, and so is a subtask whose text is in `exclude_texts` or came
+    earlier (a chain's first step can read like a python-function task): the curator's pool holds
+    one query per text.
+    """
     records: list[dict] = []
-    for task in basics.generate(seed, "train", count, exclude=exclude):
+    seen = set(exclude_texts)
+    for task in basics.generate(seed, "train", 2 * count, exclude=exclude):
         for index, subtask in enumerate(task.subtasks):
             if len(records) == count:
                 return records
+            if subtask.query in seen:
+                continue
+            seen.add(subtask.query)
             kind = task.label("kind")
             synthetic = len(records) >= real
             record = {
@@ -81,9 +91,16 @@ def uncurated_records(factor: int, seed: int = UNCURATED_SEED) -> list[dict]:
 
     The same kinds and vocabulary as the curated pool, never the same task; all "real" (raw logs).
     """
-    curated_tasks = frozenset(record["labels"]["task"] for record in pool_records())
+    curated = pool_records()
     count = factor * POOL_SIZE
-    return pool_records(count, seed, real=count, prefix="uncurated", exclude=curated_tasks)
+    return pool_records(
+        count,
+        seed,
+        real=count,
+        prefix="uncurated",
+        exclude=frozenset(r["labels"]["task"] for r in curated),
+        exclude_texts=frozenset(r["text"] for r in curated),
+    )
 
 
 def render(records: list[dict]) -> str:
