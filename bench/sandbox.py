@@ -83,7 +83,9 @@ async def measure_creates(stub, count: int, pool_size: int) -> dict:
         await stub.CloseSession(sandbox_pb2.CloseSessionRequest(session_id=session.id), timeout=60)
     for _ in range(max(5, count // 4)):
         started = time.perf_counter()
-        session = await stub.CreateSession(sandbox_pb2.CreateSessionRequest(limits=sandbox_pb2.Limits(workspace_bytes=96 << 20)), timeout=60)
+        session = await stub.CreateSession(
+            sandbox_pb2.CreateSessionRequest(limits=sandbox_pb2.Limits(workspace_bytes=96 << 20)), timeout=60
+        )
         cold_starts += not session.warm
         cold.append(time.perf_counter() - started)
         await stub.CloseSession(sandbox_pb2.CloseSessionRequest(session_id=session.id), timeout=60)
@@ -134,7 +136,9 @@ def measure_exec_latency_blocking(address: str, count: int) -> tuple[dict, dict]
 
 
 async def measure_throughput(stub, sessions: int, seconds: float) -> dict:
-    created = await asyncio.gather(*(stub.CreateSession(sandbox_pb2.CreateSessionRequest(), timeout=120) for _ in range(sessions)))
+    created = await asyncio.gather(
+        *(stub.CreateSession(sandbox_pb2.CreateSessionRequest(), timeout=120) for _ in range(sessions))
+    )
     errors = 0
 
     async def loop(session_id: str, deadline: float) -> int:
@@ -151,7 +155,9 @@ async def measure_throughput(stub, sessions: int, seconds: float) -> dict:
     started = time.perf_counter()
     counts = await asyncio.gather(*(loop(s.id, started + seconds) for s in created))
     elapsed = time.perf_counter() - started
-    await asyncio.gather(*(stub.CloseSession(sandbox_pb2.CloseSessionRequest(session_id=s.id), timeout=60) for s in created))
+    await asyncio.gather(
+        *(stub.CloseSession(sandbox_pb2.CloseSessionRequest(session_id=s.id), timeout=60) for s in created)
+    )
     return {"execs_per_s": sum(counts) / elapsed, "errors": errors}
 
 
@@ -168,7 +174,9 @@ async def run_benchmark(address: str, metrics_address: str, args: argparse.Names
     async with grpc.aio.insecure_channel(address) as channel:
         stub = sandbox_pb2_grpc.SandboxServiceStub(channel)
         creates = await measure_creates(stub, args.creates, args.pool_size)
-        await asyncio.to_thread(wait_for_full_pool, metrics_address, args.pool_size)  # refills would compete for the CPU
+        await asyncio.to_thread(
+            wait_for_full_pool, metrics_address, args.pool_size
+        )  # refills would compete for the CPU
         execs, floor = measure_exec_latency_blocking(address, args.execs)
         execs_aio, floor_aio = await measure_exec_latency(stub, args.execs)
         throughput, floor_rates = {}, {}
@@ -176,10 +184,19 @@ async def run_benchmark(address: str, metrics_address: str, args: argparse.Names
             throughput[n] = await measure_throughput(stub, n, args.seconds)
             floor_rates[n] = await asyncio.to_thread(floor_throughput, n, args.seconds)
     return {
-        "create": creates, "exec_true": execs, "floor_subprocess_run": floor,
-        "exec_true_aio": execs_aio, "floor_subprocess_run_aio": floor_aio,
-        "throughput": {str(n): {**throughput[n], "floor_runs_per_s": floor_rates[n],
-                                "ratio": throughput[n]["execs_per_s"] / floor_rates[n]} for n in CONCURRENCY},
+        "create": creates,
+        "exec_true": execs,
+        "floor_subprocess_run": floor,
+        "exec_true_aio": execs_aio,
+        "floor_subprocess_run_aio": floor_aio,
+        "throughput": {
+            str(n): {
+                **throughput[n],
+                "floor_runs_per_s": floor_rates[n],
+                "ratio": throughput[n]["execs_per_s"] / floor_rates[n],
+            }
+            for n in CONCURRENCY
+        },
         "exec_p50_over_floor_ms": execs["p50_ms"] - floor["p50_ms"],
         "cpus": os.cpu_count(),
     }
@@ -189,11 +206,17 @@ def main(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as root:
         nats = NatsServer(pathlib.Path(root) / "nats").start()
         address, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        env = {**os.environ, "LIMI_NATS_URL": nats.url, "LIMI_DATA_DIR": root, "LIMI_LOG_LEVEL": "WARNING",
-               "LIMI_SANDBOX_GRPC_ADDRESS": address, "LIMI_SANDBOX_METRICS_ADDRESS": metrics,
-               "LIMI_SANDBOX_POOL_SIZE": str(args.pool_size), "LIMI_SANDBOX_MAX_SESSIONS": "200"}
-        service = subprocess.Popen(supervised([sys.executable, "-m", "limi_sandbox"]), env=env,
-                                   start_new_session=True)
+        env = {
+            **os.environ,
+            "LIMI_NATS_URL": nats.url,
+            "LIMI_DATA_DIR": root,
+            "LIMI_LOG_LEVEL": "WARNING",
+            "LIMI_SANDBOX_GRPC_ADDRESS": address,
+            "LIMI_SANDBOX_METRICS_ADDRESS": metrics,
+            "LIMI_SANDBOX_POOL_SIZE": str(args.pool_size),
+            "LIMI_SANDBOX_MAX_SESSIONS": "200",
+        }
+        service = subprocess.Popen(supervised([sys.executable, "-m", "limi_sandbox"]), env=env, start_new_session=True)
         try:
             wait_for_health(address, "SERVING", timeout=60, process=service)
             time.sleep(1.0)  # the pool fills after SERVING
@@ -224,14 +247,20 @@ def report(r: dict) -> str:
         "| ---: | ---: | ---: | ---: | ---: |",
     ]
     for n, t in r["throughput"].items():
-        rows.append(f"| {n} | {t['execs_per_s']:.0f} | {t['floor_runs_per_s']:.0f} | {t['ratio']:.2f}x | {t['errors']} |")
+        rows.append(
+            f"| {n} | {t['execs_per_s']:.0f} | {t['floor_runs_per_s']:.0f} | {t['ratio']:.2f}x | {t['errors']} |"
+        )
     return "\n".join(rows)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="sandbox session create and warm Exec latency and throughput vs bare subprocess.run")
+    parser = argparse.ArgumentParser(
+        description="sandbox session create and warm Exec latency and throughput vs bare subprocess.run"
+    )
     parser.add_argument("--creates", type=int, default=60, help="CreateSession calls from the warm pool (default 60)")
-    parser.add_argument("--execs", type=int, default=400, help="sequential Exec `true` calls for the latency figures (default 400)")
+    parser.add_argument(
+        "--execs", type=int, default=400, help="sequential Exec `true` calls for the latency figures (default 400)"
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per throughput measurement (default 3)")
     parser.add_argument("--pool-size", type=int, default=8, help="warm pool size of the service (default 8)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the figures as JSON here")

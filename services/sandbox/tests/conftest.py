@@ -88,10 +88,19 @@ class ExecOutput:
 
 
 class RunningSandbox:
-    def __init__(self, process: subprocess.Popen, address: str, metrics_address: str, log_file: pathlib.Path, nats: NatsServer) -> None:
-        self.process, self.address, self.metrics_address, self.log_file, self.nats = process, address, metrics_address, log_file, nats
-        self.channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 * MiB),
-                                                               ("grpc.max_receive_message_length", 64 * MiB)])
+    def __init__(
+        self, process: subprocess.Popen, address: str, metrics_address: str, log_file: pathlib.Path, nats: NatsServer
+    ) -> None:
+        self.process, self.address, self.metrics_address, self.log_file, self.nats = (
+            process,
+            address,
+            metrics_address,
+            log_file,
+            nats,
+        )
+        self.channel = grpc.insecure_channel(
+            address, options=[("grpc.max_send_message_length", 64 * MiB), ("grpc.max_receive_message_length", 64 * MiB)]
+        )
         self.stub = sandbox_pb2_grpc.SandboxServiceStub(self.channel)
 
     def create(self, timeout: float = 30, **fields) -> sandbox_pb2.Session:
@@ -101,7 +110,9 @@ class RunningSandbox:
             request.limits.CopyFrom(sandbox_pb2.Limits(**limits))
         return self.stub.CreateSession(request, timeout=timeout)
 
-    def exec(self, session_id: str, command: str, timeout: float | None = None, deadline: float = 60, **fields) -> ExecOutput:
+    def exec(
+        self, session_id: str, command: str, timeout: float | None = None, deadline: float = 60, **fields
+    ) -> ExecOutput:
         request = sandbox_pb2.ExecRequest(session_id=session_id, command=command, **fields)
         if timeout is not None:
             request.timeout.FromNanoseconds(int(timeout * 1e9))
@@ -161,15 +172,27 @@ def sandbox_service_factory(tmp_path_factory):
         nats = NatsServer(root / "nats").start()
         address, metrics_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         full_env = {
-            **os.environ, "LIMI_NATS_URL": nats.url, "LIMI_DATA_DIR": str(root / "data"), "LIMI_LOG_FORMAT": "text",
-            "LIMI_SHUTDOWN_GRACE_SECONDS": "5", "LIMI_SANDBOX_GRPC_ADDRESS": address, "LIMI_SANDBOX_METRICS_ADDRESS": metrics_address,
-            "LIMI_SANDBOX_POOL_SIZE": "2", "AWS_SECRET_ACCESS_KEY": SECRET, "LIMI_SANDBOX_TEST_TOKEN": SECRET,
+            **os.environ,
+            "LIMI_NATS_URL": nats.url,
+            "LIMI_DATA_DIR": str(root / "data"),
+            "LIMI_LOG_FORMAT": "text",
+            "LIMI_SHUTDOWN_GRACE_SECONDS": "5",
+            "LIMI_SANDBOX_GRPC_ADDRESS": address,
+            "LIMI_SANDBOX_METRICS_ADDRESS": metrics_address,
+            "LIMI_SANDBOX_POOL_SIZE": "2",
+            "AWS_SECRET_ACCESS_KEY": SECRET,
+            "LIMI_SANDBOX_TEST_TOKEN": SECRET,
             **env,
         }
         log_file = root / "sandbox.log"
         with open(log_file, "ab") as log:
-            process = subprocess.Popen(supervised([sys.executable, "-m", "limi_sandbox"]), env=full_env,
-                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                supervised([sys.executable, "-m", "limi_sandbox"]),
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         service = RunningSandbox(process, address, metrics_address, log_file, nats)
         started.append(service)
         wait_for_health(address, "SERVING", timeout=60, process=process)
@@ -190,11 +213,16 @@ def sandbox_service_factory(tmp_path_factory):
 
 # Small limits, so abuse never endangers the host.
 SMALL_LIMITS = dict(
-    LIMI_SANDBOX_DEFAULT_MEMORY_BYTES=str(256 * MiB), LIMI_SANDBOX_DEFAULT_MAX_FILE_BYTES=str(64 * MiB),
-    LIMI_SANDBOX_DEFAULT_WORKSPACE_BYTES=str(64 * MiB), LIMI_SANDBOX_TMP_BYTES=str(64 * MiB),
-    LIMI_SANDBOX_DEFAULT_MAX_PROCESSES="64", LIMI_SANDBOX_DEFAULT_CPU_SECONDS="5",
-    LIMI_SANDBOX_DEFAULT_WALL_TIMEOUT_SECONDS="10", LIMI_SANDBOX_DEFAULT_MAX_OUTPUT_BYTES=str(MiB),
-    LIMI_SANDBOX_DEFAULT_MAX_OPEN_FILES="256", LIMI_SANDBOX_MAX_ARCHIVE_FILES="1000",
+    LIMI_SANDBOX_DEFAULT_MEMORY_BYTES=str(256 * MiB),
+    LIMI_SANDBOX_DEFAULT_MAX_FILE_BYTES=str(64 * MiB),
+    LIMI_SANDBOX_DEFAULT_WORKSPACE_BYTES=str(64 * MiB),
+    LIMI_SANDBOX_TMP_BYTES=str(64 * MiB),
+    LIMI_SANDBOX_DEFAULT_MAX_PROCESSES="64",
+    LIMI_SANDBOX_DEFAULT_CPU_SECONDS="5",
+    LIMI_SANDBOX_DEFAULT_WALL_TIMEOUT_SECONDS="10",
+    LIMI_SANDBOX_DEFAULT_MAX_OUTPUT_BYTES=str(MiB),
+    LIMI_SANDBOX_DEFAULT_MAX_OPEN_FILES="256",
+    LIMI_SANDBOX_MAX_ARCHIVE_FILES="1000",
 )
 
 

@@ -122,7 +122,9 @@ def test_background_child_is_gone_when_the_call_ends(small_sandbox, session, mar
 
 def test_processes_are_gone_when_the_session_closes(small_sandbox, marker):
     session = small_sandbox.create()
-    call = small_sandbox.stub.Exec(sandbox_pb2.ExecRequest(session_id=session.id, command=f"env {marker} sleep 1000"), timeout=30)
+    call = small_sandbox.stub.Exec(
+        sandbox_pb2.ExecRequest(session_id=session.id, command=f"env {marker} sleep 1000"), timeout=30
+    )
     deadline = time.monotonic() + 10
     while not small_sandbox.marked_processes(marker) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -138,7 +140,9 @@ def test_processes_are_gone_when_the_session_closes(small_sandbox, marker):
 
 
 # 4. 1 GB of output, `yes`, output without newlines.
-@pytest.mark.parametrize("command", ["head -c 1G /dev/zero", "yes", "python3 -c 'import sys\nwhile True: sys.stdout.write(\"x\" * 65536)'"])
+@pytest.mark.parametrize(
+    "command", ["head -c 1G /dev/zero", "yes", "python3 -c 'import sys\nwhile True: sys.stdout.write(\"x\" * 65536)'"]
+)
 def test_huge_output_is_truncated_and_memory_stays_bounded(small_sandbox, session, command):
     out = small_sandbox.exec(session.id, command, timeout=30)
     assert out.result.output_truncated
@@ -158,7 +162,10 @@ def test_memory_balloon_is_killed_with_memory_exceeded(small_sandbox, session):
 @pytest.mark.parametrize("folder", ["/workspace", "/tmp", "/dev/shm"])
 def test_filling_the_disk_fails_inside_the_sandbox(small_sandbox, session, folder):
     before = free_disk()
-    out = small_sandbox.exec(session.id, f"fallocate -l 2G {folder}/big; echo rc=$?; dd if=/dev/zero of={folder}/dd bs=1M count=2048 2>&1; echo rc=$?")
+    out = small_sandbox.exec(
+        session.id,
+        f"fallocate -l 2G {folder}/big; echo rc=$?; dd if=/dev/zero of={folder}/dd bs=1M count=2048 2>&1; echo rc=$?",
+    )
     assert "rc=0" not in out.text
     assert before - free_disk() < 1 << 30
     assert small_sandbox.exec(session.id, f"rm -f {folder}/big {folder}/dd; echo ok").text == "ok\n"
@@ -197,22 +204,43 @@ def test_archive_bombs_are_refused(small_sandbox, session):
             archive.addfile(info, io.BufferedReader(Zeros(info.size)))
     bomb = buffer.getvalue()
     assert len(bomb) < 2 * MiB  # 256 MiB once expanded, four times the workspace
-    assert status_of(lambda: small_sandbox.stub.Upload(sandbox_pb2.UploadRequest(session_id=session.id, archive=bomb), timeout=60)) \
+    assert (
+        status_of(
+            lambda: small_sandbox.stub.Upload(
+                sandbox_pb2.UploadRequest(session_id=session.id, archive=bomb), timeout=60
+            )
+        )
         == grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
     many = tar_gz([(tarfile.TarInfo(f"f{i}"), b"") for i in range(1001)])
-    assert status_of(lambda: small_sandbox.stub.Upload(sandbox_pb2.UploadRequest(session_id=session.id, archive=many), timeout=60)) \
+    assert (
+        status_of(
+            lambda: small_sandbox.stub.Upload(
+                sandbox_pb2.UploadRequest(session_id=session.id, archive=many), timeout=60
+            )
+        )
         == grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
     small_sandbox.assert_healthy()
 
 
-@pytest.mark.parametrize("name,kind,link", [("../escape.txt", tarfile.REGTYPE, ""), ("/etc/evil", tarfile.REGTYPE, ""),
-                                            ("link", tarfile.SYMTYPE, "/etc/passwd"), ("up", tarfile.SYMTYPE, "../../.."),
-                                            ("dev", tarfile.CHRTYPE, "")])
+@pytest.mark.parametrize(
+    "name,kind,link",
+    [
+        ("../escape.txt", tarfile.REGTYPE, ""),
+        ("/etc/evil", tarfile.REGTYPE, ""),
+        ("link", tarfile.SYMTYPE, "/etc/passwd"),
+        ("up", tarfile.SYMTYPE, "../../.."),
+        ("dev", tarfile.CHRTYPE, ""),
+    ],
+)
 def test_archive_members_that_escape_are_refused(small_sandbox, session, name, kind, link):
     info = tarfile.TarInfo(name)
     info.type, info.linkname = kind, link
     archive = tar_gz([(info, None)])
-    code = status_of(lambda: small_sandbox.stub.Upload(sandbox_pb2.UploadRequest(session_id=session.id, archive=archive), timeout=30))
+    code = status_of(
+        lambda: small_sandbox.stub.Upload(sandbox_pb2.UploadRequest(session_id=session.id, archive=archive), timeout=30)
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -242,8 +270,11 @@ def test_file_descriptor_exhaustion_is_contained(small_sandbox, session):
 
 # 8. Secrets: /etc/shadow, /proc/1/environ, the service's environment, a service-account token.
 def test_host_secrets_are_not_visible(small_sandbox, session):
-    out = small_sandbox.exec(session.id, "cat /etc/shadow; cat /proc/1/environ; cat /proc/*/environ; env; "
-                                         "cat /var/run/secrets/kubernetes.io/serviceaccount/token; ls /root /home /work 2>&1; id")
+    out = small_sandbox.exec(
+        session.id,
+        "cat /etc/shadow; cat /proc/1/environ; cat /proc/*/environ; env; "
+        "cat /var/run/secrets/kubernetes.io/serviceaccount/token; ls /root /home /work 2>&1; id",
+    )
     everything = out.stdout + out.stderr
     assert small_sandbox.secret.encode() not in everything and b"AWS_SECRET" not in everything
     assert b"No such file or directory" in out.stderr
@@ -252,13 +283,19 @@ def test_host_secrets_are_not_visible(small_sandbox, session):
 
 
 # 9. Paths outside the workspace in file tools: ../, absolute paths, NUL bytes.
-@pytest.mark.parametrize("path", ["../etc/passwd", "a/../../x", "/etc/passwd", "/workspace/../etc/shadow", "bad\0name", "/proc/self/environ"])
+@pytest.mark.parametrize(
+    "path", ["../etc/passwd", "a/../../x", "/etc/passwd", "/workspace/../etc/shadow", "bad\0name", "/proc/self/environ"]
+)
 def test_file_tools_refuse_paths_outside_the_workspace(small_sandbox, session, path):
     stub = small_sandbox.stub
     calls = [
         lambda: stub.ReadFile(sandbox_pb2.ReadFileRequest(session_id=session.id, path=path), timeout=10),
-        lambda: stub.WriteFile(sandbox_pb2.WriteFileRequest(session_id=session.id, path=path, content=b"x"), timeout=10),
-        lambda: stub.EditFile(sandbox_pb2.EditFileRequest(session_id=session.id, path=path, old_text="a", new_text="b"), timeout=10),
+        lambda: stub.WriteFile(
+            sandbox_pb2.WriteFileRequest(session_id=session.id, path=path, content=b"x"), timeout=10
+        ),
+        lambda: stub.EditFile(
+            sandbox_pb2.EditFileRequest(session_id=session.id, path=path, old_text="a", new_text="b"), timeout=10
+        ),
         lambda: stub.ListDir(sandbox_pb2.ListDirRequest(session_id=session.id, path=path), timeout=10),
         lambda: stub.Download(sandbox_pb2.DownloadRequest(session_id=session.id, path=path), timeout=10),
         lambda: stub.Search(sandbox_pb2.SearchRequest(session_id=session.id, pattern="x", path=path), timeout=10),
@@ -273,12 +310,19 @@ def test_planted_links_cannot_reach_outside(small_sandbox, session, tmp_path):
     canary = tmp_path / "canary.txt"
     canary.write_text("host data\n")
     canary.chmod(0o666)
-    small_sandbox.exec(session.id, f"ln -s {canary} to_host; ln -s /etc/passwd to_etc; ln -s ../../../../ up; mkdir d; ln -s / d/root; "
-                                   f"ln /usr/bin/python3 hard 2>&1; echo ln=$?")
+    small_sandbox.exec(
+        session.id,
+        f"ln -s {canary} to_host; ln -s /etc/passwd to_etc; ln -s ../../../../ up; mkdir d; ln -s / d/root; "
+        f"ln /usr/bin/python3 hard 2>&1; echo ln=$?",
+    )
     stub = small_sandbox.stub
     for path in ("to_host", "to_etc", "up/etc/passwd", "d/root/etc/passwd"):
-        for call in (lambda: stub.ReadFile(sandbox_pb2.ReadFileRequest(session_id=session.id, path=path), timeout=10),
-                     lambda: stub.WriteFile(sandbox_pb2.WriteFileRequest(session_id=session.id, path=path, content=b"pwned"), timeout=10)):
+        for call in (
+            lambda path=path: stub.ReadFile(sandbox_pb2.ReadFileRequest(session_id=session.id, path=path), timeout=10),
+            lambda path=path: stub.WriteFile(
+                sandbox_pb2.WriteFileRequest(session_id=session.id, path=path, content=b"pwned"), timeout=10
+            ),
+        ):
             assert status_of(call) == grpc.StatusCode.INVALID_ARGUMENT
     assert canary.read_text() == "host data\n"
     assert not (tmp_path / "pwned").exists()
@@ -289,15 +333,25 @@ def test_planted_links_cannot_reach_outside(small_sandbox, session, tmp_path):
 
 
 def test_links_inside_the_workspace_still_work(small_sandbox, session):
-    small_sandbox.exec(session.id, "mkdir -p real && echo inside > real/f.txt && ln -s real alias && ln -s /workspace/real/f.txt abs")
+    small_sandbox.exec(
+        session.id, "mkdir -p real && echo inside > real/f.txt && ln -s real alias && ln -s /workspace/real/f.txt abs"
+    )
     for path in ("alias/f.txt", "abs"):
-        assert small_sandbox.stub.ReadFile(sandbox_pb2.ReadFileRequest(session_id=session.id, path=path), timeout=10).content == b"inside\n"
+        assert (
+            small_sandbox.stub.ReadFile(
+                sandbox_pb2.ReadFileRequest(session_id=session.id, path=path), timeout=10
+            ).content
+            == b"inside\n"
+        )
 
 
 # 11. Overwriting an interpreter or a shared file that persists into the next call or session.
 def test_system_files_are_read_only_and_sessions_start_clean(small_sandbox):
     first = small_sandbox.create()
-    out = small_sandbox.exec(first.id, "echo x > /usr/bin/python3; echo rc=$?; echo evil > /tmp/left; echo 'print(1)' > /etc/sitecustomize.py; echo rc=$?")
+    out = small_sandbox.exec(
+        first.id,
+        "echo x > /usr/bin/python3; echo rc=$?; echo evil > /tmp/left; echo 'print(1)' > /etc/sitecustomize.py; echo rc=$?",
+    )
     assert out.text.count("rc=1") == 2
     small_sandbox.close(first.id)
     second = small_sandbox.create()
@@ -315,12 +369,23 @@ def test_sessions_cannot_see_each_other(small_sandbox):
     try:
         small_sandbox.exec(a.id, "echo private-a > secret.txt")
         listing = small_sandbox.exec(b.id, "ls -aR /workspace /tmp /dev/shm").text
-        assert "secret.txt" not in listing and small_sandbox.exec(b.id, "cat /workspace/secret.txt").result.exit_code == 1
+        assert (
+            "secret.txt" not in listing and small_sandbox.exec(b.id, "cat /workspace/secret.txt").result.exit_code == 1
+        )
         assert "private-a" not in small_sandbox.exec(b.id, "ps -eo args").text
         guessed = "sbx-" + secrets.token_hex(16)
         assert status_of(lambda: small_sandbox.exec(guessed, "true")) == grpc.StatusCode.NOT_FOUND
-        assert status_of(lambda: small_sandbox.stub.ReadFile(sandbox_pb2.ReadFileRequest(session_id=a.id[:-1] + ("0" if a.id[-1] != "0" else "1"), path="secret.txt"),
-                                                             timeout=10)) == grpc.StatusCode.NOT_FOUND
+        assert (
+            status_of(
+                lambda: small_sandbox.stub.ReadFile(
+                    sandbox_pb2.ReadFileRequest(
+                        session_id=a.id[:-1] + ("0" if a.id[-1] != "0" else "1"), path="secret.txt"
+                    ),
+                    timeout=10,
+                )
+            )
+            == grpc.StatusCode.NOT_FOUND
+        )
     finally:
         small_sandbox.close(a.id)
         small_sandbox.close(b.id)
@@ -337,21 +402,28 @@ def test_no_network_egress(small_sandbox, session):
         "    try:\n        s.connect((host, port)); print('CONNECTED', host, port)\n"
         "    except OSError as e:\n        print('refused', host, port, e.errno)\n"
     )
-    out = small_sandbox.exec(session.id, f"python3 -c \"{code}\"")
+    out = small_sandbox.exec(session.id, f'python3 -c "{code}"')
     assert "CONNECTED" not in out.text and out.text.count("refused") == 5
     small_sandbox.assert_healthy()
 
 
 # 14. DNS lookups; a listening socket that something else could reach.
 def test_no_dns_and_listening_sockets_are_unreachable(small_sandbox, session):
-    out = small_sandbox.exec(session.id, "python3 -c \"import socket\ntry:\n    print(socket.gethostbyname('example.com'))\nexcept OSError as e:\n    print('no dns')\"")
+    out = small_sandbox.exec(
+        session.id,
+        "python3 -c \"import socket\ntry:\n    print(socket.gethostbyname('example.com'))\nexcept OSError as e:\n    print('no dns')\"",
+    )
     assert out.text == "no dns\n"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    call = small_sandbox.stub.Exec(sandbox_pb2.ExecRequest(
-        session_id=session.id, command=f"python3 -c \"import socket,time\ns=socket.socket(); s.bind(('0.0.0.0', {port})); s.listen(); print('listening', flush=True); time.sleep(3)\""),
-        timeout=30)
+    call = small_sandbox.stub.Exec(
+        sandbox_pb2.ExecRequest(
+            session_id=session.id,
+            command=f"python3 -c \"import socket,time\ns=socket.socket(); s.bind(('0.0.0.0', {port})); s.listen(); print('listening', flush=True); time.sleep(3)\"",
+        ),
+        timeout=30,
+    )
     first = next(iter(call))
     assert first.stdout == b"listening\n"
     with socket.socket() as client:
@@ -363,8 +435,12 @@ def test_no_dns_and_listening_sockets_are_unreachable(small_sandbox, session):
 # 15. Malformed protobuf, empty required fields, NUL bytes, invalid UTF-8, 10 MB arguments.
 def test_malformed_requests_get_invalid_argument(small_sandbox, session):
     raw = small_sandbox.channel.unary_unary("/limi.sandbox.v1.SandboxService/ReadFile")
-    for payload in (b"\xff\xff\xff\xff", b"\x12\x04\xc3\x28ab", b"\x0a\x02\xff\xfe"):  # garbage; a path and a session id that are not UTF-8
-        assert status_of(lambda: raw(payload, timeout=10)) == grpc.StatusCode.INVALID_ARGUMENT
+    for payload in (
+        b"\xff\xff\xff\xff",
+        b"\x12\x04\xc3\x28ab",
+        b"\x0a\x02\xff\xfe",
+    ):  # garbage; a path and a session id that are not UTF-8
+        assert status_of(lambda payload=payload: raw(payload, timeout=10)) == grpc.StatusCode.INVALID_ARGUMENT
     stub = small_sandbox.stub
     cases = [
         lambda: next(stub.Exec(sandbox_pb2.ExecRequest(session_id=session.id, command=""), timeout=10)),
@@ -376,10 +452,19 @@ def test_malformed_requests_get_invalid_argument(small_sandbox, session):
         lambda: stub.Search(sandbox_pb2.SearchRequest(session_id=session.id, pattern="(unclosed"), timeout=10),
         lambda: stub.CreateSession(sandbox_pb2.CreateSessionRequest(backend="vmware"), timeout=10),
         lambda: stub.CreateSession(sandbox_pb2.CreateSessionRequest(image="ubuntu:latest"), timeout=10),
-        lambda: stub.CreateSession(sandbox_pb2.CreateSessionRequest(files=[sandbox_pb2.File(path="../../etc/cron.d/x", content=b"x")]), timeout=10),
-        lambda: stub.CreateSession(sandbox_pb2.CreateSessionRequest(limits=sandbox_pb2.Limits(memory_bytes=1 << 50)), timeout=10),
-        lambda: stub.CreateSession(sandbox_pb2.CreateSessionRequest(limits=sandbox_pb2.Limits(cpu_seconds=-1)), timeout=10),
-        lambda: next(stub.RunPython(sandbox_pb2.RunPythonRequest(session_id=session.id, code="x" * (5 * MiB)), timeout=30)),
+        lambda: stub.CreateSession(
+            sandbox_pb2.CreateSessionRequest(files=[sandbox_pb2.File(path="../../etc/cron.d/x", content=b"x")]),
+            timeout=10,
+        ),
+        lambda: stub.CreateSession(
+            sandbox_pb2.CreateSessionRequest(limits=sandbox_pb2.Limits(memory_bytes=1 << 50)), timeout=10
+        ),
+        lambda: stub.CreateSession(
+            sandbox_pb2.CreateSessionRequest(limits=sandbox_pb2.Limits(cpu_seconds=-1)), timeout=10
+        ),
+        lambda: next(
+            stub.RunPython(sandbox_pb2.RunPythonRequest(session_id=session.id, code="x" * (5 * MiB)), timeout=30)
+        ),
     ]
     for call in cases:
         assert status_of(call) == grpc.StatusCode.INVALID_ARGUMENT
@@ -388,15 +473,20 @@ def test_malformed_requests_get_invalid_argument(small_sandbox, session):
 
 # 16. Messages over the size limit.
 def test_messages_over_the_size_limit_are_refused(small_sandbox, session):
-    code = status_of(lambda: small_sandbox.stub.WriteFile(
-        sandbox_pb2.WriteFileRequest(session_id=session.id, path="big", content=bytes(17 * MiB)), timeout=30))
+    code = status_of(
+        lambda: small_sandbox.stub.WriteFile(
+            sandbox_pb2.WriteFileRequest(session_id=session.id, path="big", content=bytes(17 * MiB)), timeout=30
+        )
+    )
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     small_sandbox.assert_healthy()
 
 
 # 17. A client deadline shorter than the work: cancelled, resources freed.
 def test_deadline_shorter_than_the_work_kills_it(small_sandbox, session, marker):
-    call = small_sandbox.stub.Exec(sandbox_pb2.ExecRequest(session_id=session.id, command=f"env {marker} sleep 100"), timeout=1.0)
+    call = small_sandbox.stub.Exec(
+        sandbox_pb2.ExecRequest(session_id=session.id, command=f"env {marker} sleep 100"), timeout=1.0
+    )
     with pytest.raises(grpc.RpcError) as caught:
         list(call)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -407,8 +497,13 @@ def test_deadline_shorter_than_the_work_kills_it(small_sandbox, session, marker)
 
 # 18. The client cancels mid-stream: processes killed.
 def test_cancel_mid_stream_kills_the_command(small_sandbox, session, marker):
-    call = small_sandbox.stub.Exec(sandbox_pb2.ExecRequest(
-        session_id=session.id, command=f"env {marker} bash -c 'for i in $(seq 1000); do echo tick $i; sleep 0.05; done'"), timeout=60)
+    call = small_sandbox.stub.Exec(
+        sandbox_pb2.ExecRequest(
+            session_id=session.id,
+            command=f"env {marker} bash -c 'for i in $(seq 1000); do echo tick $i; sleep 0.05; done'",
+        ),
+        timeout=60,
+    )
     first = next(iter(call))
     assert first.stdout.startswith(b"tick")
     call.cancel()
@@ -427,7 +522,9 @@ def test_thousands_of_concurrent_calls_get_backpressure(small_sandbox):
 
             async def one(n: int) -> grpc.StatusCode:
                 try:
-                    async for _ in stub.Exec(sandbox_pb2.ExecRequest(session_id=sessions[n % 3].id, command="sleep 0.3"), timeout=60):
+                    async for _ in stub.Exec(
+                        sandbox_pb2.ExecRequest(session_id=sessions[n % 3].id, command="sleep 0.3"), timeout=60
+                    ):
                         pass
                     return grpc.StatusCode.OK
                 except grpc.aio.AioRpcError as exc:
@@ -449,7 +546,12 @@ def test_thousands_of_concurrent_calls_get_backpressure(small_sandbox):
 # A hostile session against the service that hosts it, on both backends: its agent's channel is
 # out of its commands' reach, and the service survives whatever comes back through it anyway (the
 # test, as root on the host, takes a copy of the channel with pidfd_getfd and writes the frames).
-BACKENDS = ["bwrap", pytest.param("gvisor", marks=pytest.mark.skipif(shutil.which("runsc") is None, reason="gVisor (runsc) is not installed"))]
+BACKENDS = [
+    "bwrap",
+    pytest.param(
+        "gvisor", marks=pytest.mark.skipif(shutil.which("runsc") is None, reason="gVisor (runsc) is not installed")
+    ),
+]
 FLOOD_RSS_LIMIT = 300 * MiB
 
 
@@ -518,7 +620,9 @@ def frame(header: bytes, body: bytes = b"") -> bytes:
 
 def started_exec(service, session_id: str, command: str):
     """An Exec in flight (it printed "started"): the rest of its events."""
-    events = service.stub.Exec(sandbox_pb2.ExecRequest(session_id=session_id, command=f"echo started; sleep 0.1; {command}"), timeout=60)
+    events = service.stub.Exec(
+        sandbox_pb2.ExecRequest(session_id=session_id, command=f"echo started; sleep 0.1; {command}"), timeout=60
+    )
     assert next(events).stdout == b"started\n"
     return events
 
@@ -699,7 +803,13 @@ def test_no_nested_user_namespaces(small_sandbox, backend):
         results = {name: int(result) for name, result, _ in (line.split() for line in out.text.splitlines())}
         assert results == {"unshare": -1, "clone": -1, "clone3": -1}, out.text
         assert small_sandbox.exec(session.id, "unshare -U true; echo rc=$?").text == "rc=1\n"
-        assert small_sandbox.exec(session.id, "echo threads; python3 -c 'import threading; t = threading.Thread(target=print); t.start(); t.join()'").result.exit_code == 0
+        assert (
+            small_sandbox.exec(
+                session.id,
+                "echo threads; python3 -c 'import threading; t = threading.Thread(target=print); t.start(); t.join()'",
+            ).result.exit_code
+            == 0
+        )
     finally:
         small_sandbox.close(session.id)
     small_sandbox.assert_healthy()
@@ -748,10 +858,14 @@ def test_large_edits_within_the_documented_limits(small_sandbox, backend):
     session = small_sandbox.create(backend=backend)
 
     def edit(old: str, new: str):
-        return stub.EditFile(sandbox_pb2.EditFileRequest(session_id=session.id, path="f.txt", old_text=old, new_text=new), timeout=60)
+        return stub.EditFile(
+            sandbox_pb2.EditFileRequest(session_id=session.id, path="f.txt", old_text=old, new_text=new), timeout=60
+        )
 
     try:
-        stub.WriteFile(sandbox_pb2.WriteFileRequest(session_id=session.id, path="f.txt", content=b"head MARK tail"), timeout=30)
+        stub.WriteFile(
+            sandbox_pb2.WriteFileRequest(session_id=session.id, path="f.txt", content=b"head MARK tail"), timeout=30
+        )
         for size in (2 * MiB, 6 * MiB):  # new_text of 2 and 6 MiB, then old_text of the same size
             assert edit("MARK", "a" * size).replacements == 1
             assert edit("a" * size, "MARK").replacements == 1
@@ -774,11 +888,17 @@ def test_a_search_cut_short_by_its_limit_says_so(small_sandbox, backend):
     session = small_sandbox.create(backend=backend, limits={"cpu_seconds": 1})
     stub = small_sandbox.stub
     try:
-        stub.WriteFile(sandbox_pb2.WriteFileRequest(session_id=session.id, path="a.txt", content=b"needle here\n" + b"ab" * 60 + b"zq\n"),
-                       timeout=30)
+        stub.WriteFile(
+            sandbox_pb2.WriteFileRequest(
+                session_id=session.id, path="a.txt", content=b"needle here\n" + b"ab" * 60 + b"zq\n"
+            ),
+            timeout=30,
+        )
         # Back-references make grep backtrack: the second line takes far longer than the search's CPU limit.
         started = time.monotonic()
-        answer = stub.Search(sandbox_pb2.SearchRequest(session_id=session.id, pattern=r"needle|(.*)(.*)(.*)(.*)\4\3\2\1q"), timeout=60)
+        answer = stub.Search(
+            sandbox_pb2.SearchRequest(session_id=session.id, pattern=r"needle|(.*)(.*)(.*)(.*)\4\3\2\1q"), timeout=60
+        )
         assert answer.truncated and time.monotonic() - started < 15
         assert [(m.path, m.line) for m in answer.matches] in ([], [("a.txt", 1)])
         complete = stub.Search(sandbox_pb2.SearchRequest(session_id=session.id, pattern="needle"), timeout=30)

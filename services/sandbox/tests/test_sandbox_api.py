@@ -39,7 +39,9 @@ def status_of(call) -> grpc.StatusCode:
 def test_list_tools_matches_what_the_servicer_implements(service):
     tools = [json.loads(text) for text in service.stub.ListTools(sandbox_pb2.ListToolsRequest(), timeout=10).tools_json]
     names = {tool["function"]["name"] for tool in tools}
-    assert names == {"shell", "python", "read_file", "write_file", "edit_file", "list_dir", "search"} == set(TOOL_METHODS)
+    assert (
+        names == {"shell", "python", "read_file", "write_file", "edit_file", "list_dir", "search"} == set(TOOL_METHODS)
+    )
     service_descriptor = sandbox_pb2.DESCRIPTOR.services_by_name["SandboxService"]
     for tool in tools:
         assert tool["type"] == "function"
@@ -92,22 +94,40 @@ def test_the_workspace_persists_between_calls_of_a_session(service, session):
 
 def test_file_tools(service, session):
     stub = service.stub
-    written = stub.WriteFile(sandbox_pb2.WriteFileRequest(session_id=session.id, path="pkg/mod.py", content=b"x = 1\ny = 2\n"), timeout=10)
+    written = stub.WriteFile(
+        sandbox_pb2.WriteFileRequest(session_id=session.id, path="pkg/mod.py", content=b"x = 1\ny = 2\n"), timeout=10
+    )
     assert written.bytes_written == 12
-    read = stub.ReadFile(sandbox_pb2.ReadFileRequest(session_id=session.id, path="/workspace/pkg/mod.py", offset=2, limit=3), timeout=10)
+    read = stub.ReadFile(
+        sandbox_pb2.ReadFileRequest(session_id=session.id, path="/workspace/pkg/mod.py", offset=2, limit=3), timeout=10
+    )
     assert (read.content, read.size, read.truncated) == (b"= 1", 12, True)
-    assert stub.EditFile(sandbox_pb2.EditFileRequest(session_id=session.id, path="pkg/mod.py", old_text="y = 2", new_text="y = 3"),
-                         timeout=10).replacements == 1
+    assert (
+        stub.EditFile(
+            sandbox_pb2.EditFileRequest(session_id=session.id, path="pkg/mod.py", old_text="y = 2", new_text="y = 3"),
+            timeout=10,
+        ).replacements
+        == 1
+    )
     assert service.exec(session.id, "cat pkg/mod.py").text == "x = 1\ny = 3\n"
-    stub.WriteFile(sandbox_pb2.WriteFileRequest(session_id=session.id, path="run.sh", content=b"#!/bin/sh\necho ran\n", mode=0o755), timeout=10)
+    stub.WriteFile(
+        sandbox_pb2.WriteFileRequest(
+            session_id=session.id, path="run.sh", content=b"#!/bin/sh\necho ran\n", mode=0o755
+        ),
+        timeout=10,
+    )
     assert service.exec(session.id, "./run.sh").text == "ran\n"
     service.exec(session.id, "ln -s pkg alias")
     listing = stub.ListDir(sandbox_pb2.ListDirRequest(session_id=session.id), timeout=10)
     entries = {e.name: e for e in listing.entries}
-    assert entries["pkg"].is_dir and entries["alias"].is_symlink and entries["run.sh"].size == 19 and not listing.truncated
+    assert (
+        entries["pkg"].is_dir and entries["alias"].is_symlink and entries["run.sh"].size == 19 and not listing.truncated
+    )
     found = stub.Search(sandbox_pb2.SearchRequest(session_id=session.id, pattern="[xy] = [0-9]"), timeout=10)
     assert {(m.path, m.line, m.text) for m in found.matches} == {("pkg/mod.py", 1, "x = 1"), ("pkg/mod.py", 2, "y = 3")}
-    limited = stub.Search(sandbox_pb2.SearchRequest(session_id=session.id, pattern="=", path="pkg", max_results=1), timeout=10)
+    limited = stub.Search(
+        sandbox_pb2.SearchRequest(session_id=session.id, pattern="=", path="pkg", max_results=1), timeout=10
+    )
     assert len(limited.matches) == 1 and limited.truncated
 
 
@@ -116,7 +136,9 @@ def test_file_names_that_are_not_utf8_are_listed_and_found(service, session):
     service.exec(session.id, "mkdir d && echo x > $'d/caf\\xe9.txt'")
     (entry,) = service.stub.ListDir(sandbox_pb2.ListDirRequest(session_id=session.id, path="d"), timeout=10).entries
     assert entry.name == "caf\ufffd.txt" and entry.size == 2
-    (match,) = service.stub.Search(sandbox_pb2.SearchRequest(session_id=session.id, pattern="x", path="d"), timeout=10).matches
+    (match,) = service.stub.Search(
+        sandbox_pb2.SearchRequest(session_id=session.id, pattern="x", path="d"), timeout=10
+    ).matches
     assert match.path == "d/caf\ufffd.txt" and match.line == 1
 
 
@@ -125,9 +147,15 @@ def test_edit_must_match_exactly_once(service, session):
     stub.WriteFile(sandbox_pb2.WriteFileRequest(session_id=session.id, path="f.txt", content=b"a a b"), timeout=10)
     for old in ("a", "zzz"):
         request = sandbox_pb2.EditFileRequest(session_id=session.id, path="f.txt", old_text=old, new_text="c")
-        assert status_of(lambda: stub.EditFile(request, timeout=10)) == grpc.StatusCode.FAILED_PRECONDITION
-    assert status_of(lambda: stub.ReadFile(sandbox_pb2.ReadFileRequest(session_id=session.id, path="missing.txt"), timeout=10)) \
+        assert (
+            status_of(lambda request=request: stub.EditFile(request, timeout=10)) == grpc.StatusCode.FAILED_PRECONDITION
+        )
+    assert (
+        status_of(
+            lambda: stub.ReadFile(sandbox_pb2.ReadFileRequest(session_id=session.id, path="missing.txt"), timeout=10)
+        )
         == grpc.StatusCode.NOT_FOUND
+    )
     assert service.exec(session.id, "cat f.txt").text == "a a b"
 
 
@@ -141,7 +169,9 @@ def test_upload_and_download_round_trip(service, session):
         link = tarfile.TarInfo("proj/link")
         link.type, link.linkname = tarfile.SYMTYPE, "a.txt"
         archive.addfile(link)
-    uploaded = service.stub.Upload(sandbox_pb2.UploadRequest(session_id=session.id, archive=buffer.getvalue(), path="in"), timeout=10)
+    uploaded = service.stub.Upload(
+        sandbox_pb2.UploadRequest(session_id=session.id, archive=buffer.getvalue(), path="in"), timeout=10
+    )
     assert uploaded.files == 3
     assert service.exec(session.id, "cat in/proj/link in/proj/sub/b.txt").text == "alphabeta"
     downloaded = service.stub.Download(sandbox_pb2.DownloadRequest(session_id=session.id, path="in/proj"), timeout=10)
@@ -164,7 +194,9 @@ def test_initial_files_and_archive_at_create(service):
         info = tarfile.TarInfo("repo/README")
         info.size = 5
         archive.addfile(info, io.BytesIO(b"hello"))
-    created = service.create(files=[sandbox_pb2.File(path="task.txt", content=b"do it")], workspace_archive=buffer.getvalue())
+    created = service.create(
+        files=[sandbox_pb2.File(path="task.txt", content=b"do it")], workspace_archive=buffer.getvalue()
+    )
     try:
         assert service.exec(created.id, "cat task.txt repo/README").text == "do ithello"
     finally:
@@ -176,13 +208,19 @@ def test_a_retried_exec_is_not_run_twice(service, session):
     again = service.exec(session.id, "echo run >> log.txt; wc -l < log.txt", request_id="exec-1")
     assert first.text == again.text == "1\n" and first.result == again.result
     assert service.exec(session.id, "wc -l < log.txt").text == "1\n"
-    assert status_of(lambda: service.exec(session.id, "echo other", request_id="exec-1")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert (
+        status_of(lambda: service.exec(session.id, "echo other", request_id="exec-1"))
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
 
 
 def test_a_retry_while_the_first_attempt_runs_waits_for_it(service, session):
     outputs = []
     command = "sleep 0.5; echo $RANDOM >> log2.txt; cat log2.txt"
-    threads = [threading.Thread(target=lambda: outputs.append(service.exec(session.id, command, request_id="exec-2").text)) for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: outputs.append(service.exec(session.id, command, request_id="exec-2").text))
+        for _ in range(3)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -219,7 +257,9 @@ def test_metrics_count_sessions_outcomes_and_the_pool(service, session):
 
 
 def test_many_small_writes_arrive_whole_in_few_events(service, session):
-    request = sandbox_pb2.RunPythonRequest(session_id=session.id, code="for i in range(20000):\n    print(i, flush=True)\n")
+    request = sandbox_pb2.RunPythonRequest(
+        session_id=session.id, code="for i in range(20000):\n    print(i, flush=True)\n"
+    )
     events = list(service.stub.RunPython(request, timeout=60))
     stdout = b"".join(e.stdout for e in events if e.WhichOneof("event") == "stdout")
     assert stdout == "".join(f"{i}\n" for i in range(20000)).encode()

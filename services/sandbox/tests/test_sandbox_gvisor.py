@@ -11,15 +11,21 @@ import pytest
 from limi.sandbox.v1 import sandbox_pb2
 
 MiB = 1 << 20
-pytestmark = pytest.mark.skipif(shutil.which("runsc") is None, reason="gVisor (runsc) is not installed; scripts/setup installs it")
+pytestmark = pytest.mark.skipif(
+    shutil.which("runsc") is None, reason="gVisor (runsc) is not installed; scripts/setup installs it"
+)
 
 
 @pytest.fixture(scope="module")
 def service(sandbox_service_factory):
     return sandbox_service_factory(
-        LIMI_SANDBOX_POOL_SIZE="1", LIMI_SANDBOX_GVISOR_POOL_SIZE="1", LIMI_SANDBOX_DEFAULT_MEMORY_BYTES=str(256 * MiB),
-        LIMI_SANDBOX_DEFAULT_WORKSPACE_BYTES=str(64 * MiB), LIMI_SANDBOX_TMP_BYTES=str(64 * MiB),
-        LIMI_SANDBOX_DEFAULT_MAX_FILE_BYTES=str(64 * MiB), LIMI_SANDBOX_DEFAULT_MAX_PROCESSES="64",
+        LIMI_SANDBOX_POOL_SIZE="1",
+        LIMI_SANDBOX_GVISOR_POOL_SIZE="1",
+        LIMI_SANDBOX_DEFAULT_MEMORY_BYTES=str(256 * MiB),
+        LIMI_SANDBOX_DEFAULT_WORKSPACE_BYTES=str(64 * MiB),
+        LIMI_SANDBOX_TMP_BYTES=str(64 * MiB),
+        LIMI_SANDBOX_DEFAULT_MAX_FILE_BYTES=str(64 * MiB),
+        LIMI_SANDBOX_DEFAULT_MAX_PROCESSES="64",
     )
 
 
@@ -37,7 +43,12 @@ def test_commands_run_on_gvisors_kernel_as_an_unprivileged_user(service, session
     assert session.backend == "gvisor" and session.warm
     out = service.exec(session.id, "dmesg | head -1; id -u; cat /proc/self/status | grep CapEff; pwd")
     lines = out.text.splitlines()
-    assert "gVisor" in lines[0] and lines[1] == "65534" and lines[2].endswith("0000000000000000") and lines[3] == "/workspace"
+    assert (
+        "gVisor" in lines[0]
+        and lines[1] == "65534"
+        and lines[2].endswith("0000000000000000")
+        and lines[3] == "/workspace"
+    )
 
 
 def test_file_tools_and_workspace(service, session):

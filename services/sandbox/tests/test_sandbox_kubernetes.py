@@ -34,8 +34,14 @@ from limi_sandbox.settings import SandboxSettings
 
 MiB = 1 << 20
 VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
-SETTINGS = SandboxSettings(backends=("kubernetes",), default_backend="kubernetes", kubernetes_namespace="limi-sandbox",
-                           default_memory_bytes=256 * MiB, default_workspace_bytes=64 * MiB, tmp_bytes=64 * MiB)
+SETTINGS = SandboxSettings(
+    backends=("kubernetes",),
+    default_backend="kubernetes",
+    kubernetes_namespace="limi-sandbox",
+    default_memory_bytes=256 * MiB,
+    default_workspace_bytes=64 * MiB,
+    tmp_bytes=64 * MiB,
+)
 
 
 def validate(manifest: dict) -> None:
@@ -44,8 +50,14 @@ def validate(manifest: dict) -> None:
 
 
 def sample_pod(**overrides) -> dict:
-    arguments = dict(tmp_bytes=64 * MiB, runtime_class="gvisor", cpu_request="250m", cpu_limit="2", lifetime_seconds=3600,
-                     agent_files={"agent.py": "print('agent')\n", "agent_files.py": "x = 1\n"})
+    arguments = dict(
+        tmp_bytes=64 * MiB,
+        runtime_class="gvisor",
+        cpu_request="250m",
+        cpu_limit="2",
+        lifetime_seconds=3600,
+        agent_files={"agent.py": "print('agent')\n", "agent_files.py": "x = 1\n"},
+    )
     arguments.update(overrides)
     return pod_manifest("limi-sbx-1", "limi-sandbox", "python:3.11-slim", default_limits(SETTINGS), **arguments)
 
@@ -58,7 +70,10 @@ def test_the_pod_manifest_is_valid_in_strict_mode(overrides):
 def test_the_network_policy_is_valid_and_denies_everything():
     policy = network_policy_manifest("limi-sandbox")
     validate(policy)
-    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"] and policy["spec"]["ingress"] == policy["spec"]["egress"] == []
+    assert (
+        policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        and policy["spec"]["ingress"] == policy["spec"]["egress"] == []
+    )
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= sample_pod()["metadata"]["labels"].items()
 
 
@@ -67,12 +82,21 @@ def test_the_pod_is_locked_down_as_reliability_md_asks():
     spec, container = pod["spec"], pod["spec"]["containers"][0]
     security = container["securityContext"]
     assert spec["automountServiceAccountToken"] is False and spec["enableServiceLinks"] is False
-    assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["seccompProfile"] == {
+        "type": "RuntimeDefault"
+    }
     assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
     assert security["readOnlyRootFilesystem"] and security["runAsNonRoot"] and not security["privileged"]
     assert spec["runtimeClassName"] == "gvisor" and spec["dnsPolicy"] == "None"
-    assert {v["name"]: v["emptyDir"]["sizeLimit"] for v in spec["volumes"] if "emptyDir" in v} == {"workspace": str(64 * MiB), "tmp": str(64 * MiB)}
-    assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory", "ephemeral-storage"}
+    assert {v["name"]: v["emptyDir"]["sizeLimit"] for v in spec["volumes"] if "emptyDir" in v} == {
+        "workspace": str(64 * MiB),
+        "tmp": str(64 * MiB),
+    }
+    assert (
+        set(container["resources"]["requests"])
+        == set(container["resources"]["limits"])
+        == {"cpu", "memory", "ephemeral-storage"}
+    )
     assert not any("hostPath" in v for v in spec["volumes"]) and "hostNetwork" not in spec and "hostPID" not in spec
     agent_volume = next(v for v in spec["volumes"] if v["name"] == "agent")
     assert {i["path"] for i in agent_volume["downwardAPI"]["items"]} == {"agent.py", "agent_files.py"}
@@ -151,8 +175,21 @@ class FakeCluster:
     def connect_get_namespaced_pod_exec(self, *args, **kwargs):
         raise AssertionError("only reached through stream()")
 
-    def stream(self, method, name: str, namespace: str, *, command: list[str], container: str, stdin: bool, stdout: bool,
-               stderr: bool, tty: bool, _preload_content: bool, binary: bool) -> FakeExecStream:
+    def stream(
+        self,
+        method,
+        name: str,
+        namespace: str,
+        *,
+        command: list[str],
+        container: str,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+        tty: bool,
+        _preload_content: bool,
+        binary: bool,
+    ) -> FakeExecStream:
         assert method == self.connect_get_namespaced_pod_exec and not tty and not _preload_content and binary
         self.execs.append((name, command))
         pod = self.pods[name]
@@ -166,11 +203,19 @@ class FakeCluster:
         os.makedirs(etc, exist_ok=True)
         for entry in ("passwd", "group", "hosts"):
             with open(os.path.join(etc, entry), "w") as handle:
-                handle.write("sandbox:x:65534:65534::/workspace:/bin/sh\n" if entry != "hosts" else "127.0.0.1 localhost\n")
+                handle.write(
+                    "sandbox:x:65534:65534::/workspace:/bin/sh\n" if entry != "hosts" else "127.0.0.1 localhost\n"
+                )
         argv = bwrap_command("bwrap", etc, files, "/usr/bin/python3", default_limits(SETTINGS), 64 * MiB)
-        argv = argv[:argv.index("--")] + ["--", *command]
-        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   env={"PATH": "/usr/bin:/bin"}, start_new_session=True)
+        argv = argv[: argv.index("--")] + ["--", *command]
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin"},
+            start_new_session=True,
+        )
         stream = FakeExecStream(process)
         self.streams.append(stream)
         return stream
@@ -190,8 +235,17 @@ class InProcessSandbox:
         self.stub = sandbox_pb2_grpc.SandboxServiceStub(self.channel)
 
     async def _start(self) -> None:
-        backend = KubernetesBackend(self.cluster, self.cluster.stream, namespace="limi-sandbox", image="python:3.11-slim", images=(),
-                                    runtime_class="gvisor", tmp_bytes=64 * MiB, lifetime_seconds=3600, start_timeout=10)
+        backend = KubernetesBackend(
+            self.cluster,
+            self.cluster.stream,
+            namespace="limi-sandbox",
+            image="python:3.11-slim",
+            images=(),
+            runtime_class="gvisor",
+            tmp_bytes=64 * MiB,
+            lifetime_seconds=3600,
+            start_timeout=10,
+        )
         self.manager = SessionManager(SETTINGS, {"kubernetes": backend})
         await self.manager.start()
         self.server = grpc.aio.server(interceptors=[EdgeInterceptor("sandbox")])
@@ -214,6 +268,7 @@ class InProcessSandbox:
 def cluster_factory():
     made: list[InProcessSandbox] = []
     with tempfile.TemporaryDirectory() as root:
+
         def make(**options) -> InProcessSandbox:
             sandbox = InProcessSandbox(FakeCluster(root, **options))
             made.append(sandbox)
@@ -236,12 +291,16 @@ def run(stub, session_id: str, command: str) -> tuple[bytes, sandbox_pb2.ExecRes
 
 def test_a_session_is_one_pod_with_commands_through_the_exec_stream(cluster_factory):
     sandbox = cluster_factory()
-    session = sandbox.stub.CreateSession(sandbox_pb2.CreateSessionRequest(files=[sandbox_pb2.File(path="hello.txt", content=b"hi")]), timeout=30)
+    session = sandbox.stub.CreateSession(
+        sandbox_pb2.CreateSessionRequest(files=[sandbox_pb2.File(path="hello.txt", content=b"hi")]), timeout=30
+    )
     assert session.backend == "kubernetes" and not session.warm
     (pod,) = sandbox.cluster.created
     validate(pod)
     assert pod["metadata"]["labels"]["limi.dev/sandbox-session"] == pod["metadata"]["name"]
-    assert sandbox.cluster.execs == [(pod["metadata"]["name"], ["python3", "-I", "-S", "/opt/limi/agent.py", "--sweep"])]
+    assert sandbox.cluster.execs == [
+        (pod["metadata"]["name"], ["python3", "-I", "-S", "/opt/limi/agent.py", "--sweep"])
+    ]
     out, result = run(sandbox.stub, session.id, "cat hello.txt; id -u")
     assert out == b"hi65534\n" and result.exit_code == 0
     out, result = run(sandbox.stub, session.id, "echo one; echo two")
@@ -254,8 +313,14 @@ def test_a_session_is_one_pod_with_commands_through_the_exec_stream(cluster_fact
 
 def test_every_object_sent_is_valid_for_any_limits(cluster_factory):
     sandbox = cluster_factory()
-    for limits in ({}, {"memory_bytes": 1 << 30, "workspace_bytes": 32 * MiB}, {"cpu_seconds": 10, "max_processes": 32}):
-        session = sandbox.stub.CreateSession(sandbox_pb2.CreateSessionRequest(limits=sandbox_pb2.Limits(**limits)), timeout=30)
+    for limits in (
+        {},
+        {"memory_bytes": 1 << 30, "workspace_bytes": 32 * MiB},
+        {"cpu_seconds": 10, "max_processes": 32},
+    ):
+        session = sandbox.stub.CreateSession(
+            sandbox_pb2.CreateSessionRequest(limits=sandbox_pb2.Limits(**limits)), timeout=30
+        )
         sandbox.stub.CloseSession(sandbox_pb2.CloseSessionRequest(session_id=session.id), timeout=30)
     assert len(sandbox.cluster.created) == 3
     for manifest in sandbox.cluster.created:

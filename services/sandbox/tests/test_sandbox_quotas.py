@@ -16,8 +16,12 @@ from limi.sandbox.v1 import sandbox_pb2
 
 @pytest.fixture(scope="module")
 def service(sandbox_service_factory):
-    return sandbox_service_factory(LIMI_SANDBOX_MAX_SESSIONS="2", LIMI_SANDBOX_MAX_CONCURRENT_EXECS="2",
-                                   LIMI_SANDBOX_IDLE_TIMEOUT_SECONDS="1.5", LIMI_SANDBOX_POOL_SIZE="1")
+    return sandbox_service_factory(
+        LIMI_SANDBOX_MAX_SESSIONS="2",
+        LIMI_SANDBOX_MAX_CONCURRENT_EXECS="2",
+        LIMI_SANDBOX_IDLE_TIMEOUT_SECONDS="1.5",
+        LIMI_SANDBOX_POOL_SIZE="1",
+    )
 
 
 def test_sessions_beyond_the_quota_are_refused(service):
@@ -25,7 +29,9 @@ def test_sessions_beyond_the_quota_are_refused(service):
     try:
         with pytest.raises(grpc.RpcError) as caught:
             service.create()
-        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "sessions are open" in caught.value.details()
+        assert (
+            caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "sessions are open" in caught.value.details()
+        )
     finally:
         service.close(first.id)
         service.close(second.id)
@@ -37,7 +43,10 @@ def test_sessions_beyond_the_quota_are_refused(service):
 def test_commands_beyond_the_concurrency_quota_are_refused(service):
     a, b = service.create(), service.create()
     try:
-        calls = [service.stub.Exec(sandbox_pb2.ExecRequest(session_id=s.id, command="echo started; sleep 1"), timeout=30) for s in (a, a)]
+        calls = [
+            service.stub.Exec(sandbox_pb2.ExecRequest(session_id=s.id, command="echo started; sleep 1"), timeout=30)
+            for s in (a, a)
+        ]
         for call in calls:
             assert next(call).stdout == b"started\n"
         with pytest.raises(grpc.RpcError) as caught:
@@ -75,7 +84,9 @@ def test_sigterm_ends_every_sandbox_and_cleans_up(sandbox_service_factory):
     service = sandbox_service_factory(LIMI_SANDBOX_POOL_SIZE="2")
     marker = "LIMI_MARK=" + secrets.token_hex(8)
     session = service.create()
-    call = service.stub.Exec(sandbox_pb2.ExecRequest(session_id=session.id, command=f"env {marker} sleep 1000"), timeout=60)
+    call = service.stub.Exec(
+        sandbox_pb2.ExecRequest(session_id=session.id, command=f"env {marker} sleep 1000"), timeout=60
+    )
     deadline = time.monotonic() + 10
     while not service.marked_processes(marker) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -91,8 +102,9 @@ def test_sigterm_ends_every_sandbox_and_cleans_up(sandbox_service_factory):
 
 
 def test_without_cgroups_memory_is_limited_per_command_by_rlimit_as(sandbox_service_factory):
-    service = sandbox_service_factory(LIMI_SANDBOX_USE_CGROUPS="false", LIMI_SANDBOX_POOL_SIZE="1",
-                                      LIMI_SANDBOX_DEFAULT_MEMORY_BYTES=str(256 << 20))
+    service = sandbox_service_factory(
+        LIMI_SANDBOX_USE_CGROUPS="false", LIMI_SANDBOX_POOL_SIZE="1", LIMI_SANDBOX_DEFAULT_MEMORY_BYTES=str(256 << 20)
+    )
     session = service.create()
     try:
         balloon = service.run_python(session.id, "x = bytearray(1 << 30)")

@@ -37,14 +37,25 @@ from limi_sandbox.settings import SandboxSettings
 SETTINGS = SandboxSettings()
 
 
-@pytest.mark.parametrize("path,expected", [("a/b", "a/b"), ("./a//b/", "a/b"), ("/workspace/a", "a"), ("/workspace", ""),
-                                           ("a/../b", "b"), ("", "")])
+@pytest.mark.parametrize(
+    "path,expected",
+    [("a/b", "a/b"), ("./a//b/", "a/b"), ("/workspace/a", "a"), ("/workspace", ""), ("a/../b", "b"), ("", "")],
+)
 def test_workspace_paths_are_normalized(path, expected):
     assert workspace_path(path) == expected
 
 
-@pytest.mark.parametrize("path,reason", [("../x", "leaves"), ("a/../../x", "leaves"), ("/etc/passwd", "outside"),
-                                         ("/workspacex/a", "outside"), ("a\0b", "NUL"), ("x" * 5000, "longer")])
+@pytest.mark.parametrize(
+    "path,reason",
+    [
+        ("../x", "leaves"),
+        ("a/../../x", "leaves"),
+        ("/etc/passwd", "outside"),
+        ("/workspacex/a", "outside"),
+        ("a\0b", "NUL"),
+        ("x" * 5000, "longer"),
+    ],
+)
 def test_workspace_paths_that_escape_are_refused(path, reason):
     with pytest.raises(InvalidArgument) as caught:
         workspace_path(path)
@@ -56,7 +67,12 @@ def test_workspace_paths_that_escape_are_refused(path, reason):
 def test_limits_take_defaults_and_refuse_beyond_the_caps():
     assert resolve_limits({}, SETTINGS) == default_limits(SETTINGS)
     assert resolve_limits({"memory_bytes": 64 << 20}, SETTINGS).memory_bytes == 64 << 20
-    for field, value in (("memory_bytes", 1 << 50), ("cpu_seconds", -1), ("max_open_files", 2), ("workspace_bytes", 10)):
+    for field, value in (
+        ("memory_bytes", 1 << 50),
+        ("cpu_seconds", -1),
+        ("max_open_files", 2),
+        ("workspace_bytes", 10),
+    ):
         with pytest.raises(InvalidArgument) as caught:
             resolve_limits({field: value}, SETTINGS)
         assert caught.value.field == f"limits.{field}"
@@ -74,17 +90,36 @@ def test_settings_errors_name_the_variable():
     with pytest.raises(ConfigError) as caught:
         load_config(SandboxSettings, SandboxSettings.PREFIX, {"LIMI_SANDBOX_MAX_READ_BYTES": str(64 << 20)})
     assert caught.value.variable == "LIMI_SANDBOX_MAX_READ_BYTES"
-    loaded = load_config(SandboxSettings, SandboxSettings.PREFIX, {"LIMI_SANDBOX_BACKENDS": "bwrap,kubernetes", "LIMI_SANDBOX_POOL_SIZE": "0"})
+    loaded = load_config(
+        SandboxSettings,
+        SandboxSettings.PREFIX,
+        {"LIMI_SANDBOX_BACKENDS": "bwrap,kubernetes", "LIMI_SANDBOX_POOL_SIZE": "0"},
+    )
     assert loaded.backends == ("bwrap", "kubernetes") and loaded.pool_size == 0
 
 
 def test_bwrap_command_isolates_everything():
-    argv = bwrap_command("/usr/bin/bwrap", "/rt/etc", "/rt/agent", "/usr/bin/python3", default_limits(SETTINGS), 64 << 20)
-    for flag in ("--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-                 "--die-with-parent", "--new-session", "--clearenv", "--as-pid-1"):
+    argv = bwrap_command(
+        "/usr/bin/bwrap", "/rt/etc", "/rt/agent", "/usr/bin/python3", default_limits(SETTINGS), 64 << 20
+    )
+    for flag in (
+        "--unshare-user",
+        "--disable-userns",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--as-pid-1",
+    ):
         assert flag in argv
     assert argv[argv.index("--uid") + 1] == "65534"
-    assert {argv[i + 1] for i, a in enumerate(argv) if a == "--remount-ro"} == {"/", "/dev"}  # every writable mount is capped
+    assert {argv[i + 1] for i, a in enumerate(argv) if a == "--remount-ro"} == {
+        "/",
+        "/dev",
+    }  # every writable mount is capped
     workspace = argv.index("/workspace", argv.index("--tmpfs") - 1)
     assert argv[workspace - 1] == "--tmpfs" and argv[workspace - 2] == str(SETTINGS.default_workspace_bytes)
     binds = [argv[i + 2] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind", "--ro-bind-try")]
@@ -144,7 +179,10 @@ async def test_request_log_records_a_cancelled_stream_and_forgets_early_failures
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert [item async for item in log.stream("c", b"f", slow, size=lambda _: 8, on_abort=lambda: "x")] == ["partial", "cancelled"]
+    assert [item async for item in log.stream("c", b"f", slow, size=lambda _: 8, on_abort=lambda: "x")] == [
+        "partial",
+        "cancelled",
+    ]
 
     async def refused():
         raise Unavailable("busy")
@@ -213,8 +251,19 @@ def test_agent_upload_refuses_a_file_written_through_an_archive_symlink(workspac
     assert not (workspace / "y").exists()
 
 
-@pytest.mark.parametrize("raw", [b"[" * 5000, b'{"id":1,"type":"x","a":[[[[[[[[[[1]]]]]]]]]]}', b'{"id":NaN,"type":"x"}',
-                                 b'{"id":true,"type":"x"}', b'{"id":-1,"type":"x"}', b'{"id":1}', b"\xff", b'{"id":' + b"9" * 5000 + b',"type":"x"}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 5000,
+        b'{"id":1,"type":"x","a":[[[[[[[[[[1]]]]]]]]]]}',
+        b'{"id":NaN,"type":"x"}',
+        b'{"id":true,"type":"x"}',
+        b'{"id":-1,"type":"x"}',
+        b'{"id":1}',
+        b"\xff",
+        b'{"id":' + b"9" * 5000 + b',"type":"x"}',
+    ],
+)
 def test_frame_headers_from_the_agent_are_checked_before_use(raw):
     with pytest.raises(AgentProtocolError):
         decode_header(raw)
@@ -276,8 +325,13 @@ class AgentOnTheHost:
     def __init__(self, workspace) -> None:
         self.sock, theirs = socket.socketpair()
         agent = os.path.join(os.path.dirname(agent_files.__file__), "agent.py")
-        self.process = subprocess.Popen(["/usr/bin/python3", "-I", "-S", agent], stdin=theirs, stdout=theirs, cwd=workspace,
-                                        env={"LIMI_WORKSPACE": str(workspace), "PATH": "/usr/bin:/bin"})
+        self.process = subprocess.Popen(
+            ["/usr/bin/python3", "-I", "-S", agent],
+            stdin=theirs,
+            stdout=theirs,
+            cwd=workspace,
+            env={"LIMI_WORKSPACE": str(workspace), "PATH": "/usr/bin:/bin"},
+        )
         theirs.close()
         self.sock.settimeout(20)
         assert self.receive()[0]["type"] == "ready"
@@ -305,8 +359,16 @@ class AgentOnTheHost:
 def test_the_agent_answers_every_command_once_with_all_its_output(tmp_path):
     """Concurrent commands with stdin, output on both streams, background children and kills, in random mixes."""
     agent = AgentOnTheHost(tmp_path)
-    commands = ["true", "echo out; echo err >&2", "head -c 200000 /dev/zero", "cat", "sleep 0.05; echo late",
-                "yes | head -c 100000", "sleep 5 >/dev/null & echo background", "exit 3"]
+    commands = [
+        "true",
+        "echo out; echo err >&2",
+        "head -c 200000 /dev/zero",
+        "cat",
+        "sleep 0.05; echo late",
+        "yes | head -c 100000",
+        "sleep 5 >/dev/null & echo background",
+        "exit 3",
+    ]
     rnd = random.Random(16)
     for round_ in range(120):
         pending, output = {}, collections.Counter()
@@ -315,7 +377,17 @@ def test_the_agent_answers_every_command_once_with_all_its_output(tmp_path):
             command = rnd.choice(commands)
             stdin = rnd.randbytes(rnd.randint(1, 300_000)) if command == "cat" else b""
             pending[rid] = (command, stdin)
-            agent.send({"id": rid, "op": "exec", "command": command, "timeout": 10, "max_output": 1 << 20, "limits": {"cpu": 10}}, stdin)
+            agent.send(
+                {
+                    "id": rid,
+                    "op": "exec",
+                    "command": command,
+                    "timeout": 10,
+                    "max_output": 1 << 20,
+                    "limits": {"cpu": 10},
+                },
+                stdin,
+            )
         killed = rnd.choice(list(pending)) if rnd.random() < 0.3 else None
         if killed:
             agent.send({"id": 0, "op": "kill", "target": killed})

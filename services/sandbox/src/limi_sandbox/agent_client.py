@@ -53,7 +53,6 @@ SMALL_RESULT_BYTES = 64 << 10
 ERRORS = {"not_found": NotFound, "failed_precondition": FailedPrecondition, "resource_exhausted": ResourceExhausted}
 
 
-
 class Number:
     """A JSON number within [low, high] (an integer if `integral`): what fits the proto field it goes to."""
 
@@ -69,12 +68,27 @@ class Number:
 INT32, INT64 = Number(-(1 << 31), (1 << 31) - 1, True), Number(-(1 << 63), (1 << 63) - 1, True)
 SECONDS = Number(0.0, 1e9, False)
 # The fields each result may carry (all optional) and, for list and search, the JSON in the body.
-EXEC_RESULT = {"exit_code": INT32, "signal": INT32, "duration": SECONDS, "cpu_seconds": SECONDS, "timed_out": bool,
-               "cancelled": bool, "output_truncated": bool, "memory_hint": bool, "cpu_limit_exceeded": bool}
+EXEC_RESULT = {
+    "exit_code": INT32,
+    "signal": INT32,
+    "duration": SECONDS,
+    "cpu_seconds": SECONDS,
+    "timed_out": bool,
+    "cancelled": bool,
+    "output_truncated": bool,
+    "memory_hint": bool,
+    "cpu_limit_exceeded": bool,
+}
 RESULTS: dict[str, dict[str, Any]] = {
-    "exec": EXEC_RESULT, "ping": {"pid": INT64}, "read": {"size": INT64, "truncated": bool}, "write": {"bytes_written": INT64},
-    "edit": {"replacements": INT32}, "list": {"truncated": bool}, "search": {"truncated": bool, "cut_short": bool},
-    "upload": {"files": INT32}, "download": {},
+    "exec": EXEC_RESULT,
+    "ping": {"pid": INT64},
+    "read": {"size": INT64, "truncated": bool},
+    "write": {"bytes_written": INT64},
+    "edit": {"replacements": INT32},
+    "list": {"truncated": bool},
+    "search": {"truncated": bool, "cut_short": bool},
+    "upload": {"files": INT32},
+    "download": {},
 }
 JSON_BODIES: dict[str, Any] = {
     "list": [{"name": str, "is_dir": bool, "is_symlink": bool, "size": INT64}],
@@ -214,8 +228,9 @@ class _Call:
 
 
 class AgentClient:
-    def __init__(self, reader: asyncio.StreamReader, writer: ByteWriter, name: str,
-                 on_gone: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: ByteWriter, name: str, on_gone: Callable[[str], None] | None = None
+    ) -> None:
         self._reader, self._writer, self.name = reader, writer, name
         self._on_gone = on_gone
         self._ids = itertools.count(1)
@@ -232,8 +247,14 @@ class AgentClient:
     async def wait_ready(self, timeout: float) -> dict:
         return await asyncio.wait_for(asyncio.shield(self._ready), timeout)
 
-    async def call(self, op: str, header: dict[str, Any], body: bytes = b"", timeout: float = 60.0,
-                   budget: int = SMALL_RESULT_BYTES) -> tuple[dict, Any]:
+    async def call(
+        self,
+        op: str,
+        header: dict[str, Any],
+        body: bytes = b"",
+        timeout: float = 60.0,
+        budget: int = SMALL_RESULT_BYTES,
+    ) -> tuple[dict, Any]:
         """One request and its one answer: (result, body), the body decoded for list and search.
 
         The agent's errors are raised as typed LimiErrors.
@@ -248,8 +269,14 @@ class AgentClient:
             return reply, payload
         raise SandboxGone(f"sandbox {self.name} ended the call without an answer")
 
-    async def stream(self, op: str, header: dict[str, Any], body: bytes = b"", timeout: float = 60.0,
-                     budget: int = SMALL_RESULT_BYTES) -> AsyncIterator[tuple[dict, bytes]]:
+    async def stream(
+        self,
+        op: str,
+        header: dict[str, Any],
+        body: bytes = b"",
+        timeout: float = 60.0,
+        budget: int = SMALL_RESULT_BYTES,
+    ) -> AsyncIterator[tuple[dict, bytes]]:
         """Frames for one request up to and including its result. Leaving early kills the request.
 
         `budget` is every byte the agent may send for it, frame headers included.
@@ -328,14 +355,18 @@ class AgentClient:
     async def _send(self, header: dict[str, Any], body: bytes) -> None:
         frame = encode_frame(header, body)
         if FRAME.unpack_from(frame)[0] > AGENT_MAX_HEADER_BYTES:
-            raise InvalidArgument("request", f"is too large for the sandbox's agent ({AGENT_MAX_HEADER_BYTES} bytes of fields)")
+            raise InvalidArgument(
+                "request", f"is too large for the sandbox's agent ({AGENT_MAX_HEADER_BYTES} bytes of fields)"
+            )
         try:
             self._writer.write(frame)
             async with asyncio.timeout(SEND_TIMEOUT_SECONDS):  # a timer, not a task as wait_for would make
                 await self._writer.drain()
         except (ConnectionError, OSError, RuntimeError, TimeoutError) as exc:
             self._mark_gone(f"its input closed or stalled: {exc!r}")
-            raise SandboxGone(f"the sandbox of this session has exited ({self.gone_reason}); create a new session") from None
+            raise SandboxGone(
+                f"the sandbox of this session has exited ({self.gone_reason}); create a new session"
+            ) from None
 
     async def _send_quietly(self, header: dict[str, Any]) -> None:
         try:

@@ -48,7 +48,11 @@ class SandboxCgroup:
         if swap.exists():
             # memsw must stay >= the memory limit: raise it first when growing, last when shrinking.
             current = int(limit.read_text())
-            order = [(swap, memory_bytes), (limit, memory_bytes)] if memory_bytes > current else [(limit, memory_bytes), (swap, memory_bytes)]
+            order = (
+                [(swap, memory_bytes), (limit, memory_bytes)]
+                if memory_bytes > current
+                else [(limit, memory_bytes), (swap, memory_bytes)]
+            )
         else:
             order = [(limit, memory_bytes)]
         for path, value in order:

@@ -28,7 +28,12 @@ class SessionLimits:
 
     def rlimits(self, use_address_space: bool) -> dict[str, int]:
         """The agent's per-command rlimits; address space only where no memory cgroup is set."""
-        limits = {"cpu": self.cpu_seconds, "nproc": self.max_processes, "fsize": self.max_file_bytes, "nofile": self.max_open_files}
+        limits = {
+            "cpu": self.cpu_seconds,
+            "nproc": self.max_processes,
+            "fsize": self.max_file_bytes,
+            "nofile": self.max_open_files,
+        }
         if use_address_space:
             limits["as"] = self.memory_bytes
         return limits
@@ -49,10 +54,14 @@ _BOUNDS = {
 
 def default_limits(settings: SandboxSettings) -> SessionLimits:
     return SessionLimits(
-        cpu_seconds=settings.default_cpu_seconds, memory_bytes=settings.default_memory_bytes,
-        max_processes=settings.default_max_processes, max_file_bytes=settings.default_max_file_bytes,
-        max_open_files=settings.default_max_open_files, wall_timeout_seconds=settings.default_wall_timeout_seconds,
-        max_output_bytes=settings.default_max_output_bytes, workspace_bytes=settings.default_workspace_bytes,
+        cpu_seconds=settings.default_cpu_seconds,
+        memory_bytes=settings.default_memory_bytes,
+        max_processes=settings.default_max_processes,
+        max_file_bytes=settings.default_max_file_bytes,
+        max_open_files=settings.default_max_open_files,
+        wall_timeout_seconds=settings.default_wall_timeout_seconds,
+        max_output_bytes=settings.default_max_output_bytes,
+        workspace_bytes=settings.default_workspace_bytes,
     )
 
 
@@ -70,6 +79,8 @@ def resolve_limits(requested: dict[str, float], settings: SandboxSettings) -> Se
         smallest, cap = _BOUNDS[field.name]
         largest = getattr(settings, cap) if isinstance(cap, str) else cap
         if value < smallest or value > largest:
-            raise InvalidArgument(f"limits.{field.name}", f"must be between {smallest:g} and {largest:g}, got {value:g}")
+            raise InvalidArgument(
+                f"limits.{field.name}", f"must be between {smallest:g} and {largest:g}, got {value:g}"
+            )
         values[field.name] = value
     return SessionLimits(**values)

@@ -23,7 +23,7 @@ def workspace_path(path: str, field: str = "path", *, allow_root: bool = True) -
     if path.startswith("/"):
         if path != WORKSPACE and not path.startswith(WORKSPACE + "/"):
             raise InvalidArgument(field, f"{path!r} is outside the workspace; use a path relative to {WORKSPACE}")
-        path = path[len(WORKSPACE):]
+        path = path[len(WORKSPACE) :]
     parts: list[str] = []
     for part in path.split("/"):
         if part in ("", "."):

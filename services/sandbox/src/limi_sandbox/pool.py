@@ -68,7 +68,12 @@ class WarmPool:
                     backoff = 0.5
                 except (LimiError, OSError) as exc:
                     self.failures += 1
-                    log.warning("warm pool for %s could not start a sandbox: %s; retrying in %g s", self.backend.name, exc, backoff)
+                    log.warning(
+                        "warm pool for %s could not start a sandbox: %s; retrying in %g s",
+                        self.backend.name,
+                        exc,
+                        backoff,
+                    )
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
             self._wanted.clear()

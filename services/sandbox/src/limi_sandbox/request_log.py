@@ -73,7 +73,13 @@ class RequestLog:
             elif not too_old and self._bytes <= self.max_bytes:
                 break
 
-    async def unary(self, key: str, fingerprint: bytes, run: Callable[[], Awaitable[Any]], size: Callable[[Any], int] = lambda _: 256) -> Any:
+    async def unary(
+        self,
+        key: str,
+        fingerprint: bytes,
+        run: Callable[[], Awaitable[Any]],
+        size: Callable[[Any], int] = lambda _: 256,
+    ) -> Any:
         if not key:
             return await run()
         entry = self._existing(key, fingerprint)
@@ -97,8 +103,14 @@ class RequestLog:
         self._grow(entry, size(entry.result))
         return entry.result
 
-    async def stream(self, key: str, fingerprint: bytes, run: Callable[[], AsyncIterator[Any]], size: Callable[[Any], int],
-                     on_abort: Callable[[], Any]) -> AsyncIterator[Any]:
+    async def stream(
+        self,
+        key: str,
+        fingerprint: bytes,
+        run: Callable[[], AsyncIterator[Any]],
+        size: Callable[[Any], int],
+        on_abort: Callable[[], Any],
+    ) -> AsyncIterator[Any]:
         if not key:
             async with aclosing(run()) as items:
                 async for item in items:
@@ -134,7 +146,7 @@ class RequestLog:
         sent = 0
         while True:
             async with entry.changed:
-                await entry.changed.wait_for(lambda: entry.done or len(entry.items) > sent)
+                await entry.changed.wait_for(lambda sent=sent: entry.done or len(entry.items) > sent)
                 batch, finished = entry.items[sent:], entry.done
             for item in batch:
                 yield item

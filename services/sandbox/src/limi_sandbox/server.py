@@ -28,20 +28,35 @@ from limi_sandbox.settings import SandboxSettings
 def build_backends(settings: SandboxSettings, runtime: LocalRuntime) -> dict[str, Backend]:
     backends: dict[str, Backend] = {}
     if "bwrap" in settings.backends:
-        backends["bwrap"] = BwrapBackend(runtime, settings.bwrap_path, settings.python_path, settings.tmp_bytes,
-                                         settings.sandbox_start_timeout_seconds)
+        backends["bwrap"] = BwrapBackend(
+            runtime,
+            settings.bwrap_path,
+            settings.python_path,
+            settings.tmp_bytes,
+            settings.sandbox_start_timeout_seconds,
+        )
     if "gvisor" in settings.backends:
-        backends["gvisor"] = GvisorBackend(runtime, settings.runsc_path, settings.python_path, settings.tmp_bytes,
-                                           settings.sandbox_start_timeout_seconds)
+        backends["gvisor"] = GvisorBackend(
+            runtime,
+            settings.runsc_path,
+            settings.python_path,
+            settings.tmp_bytes,
+            settings.sandbox_start_timeout_seconds,
+        )
     if "kubernetes" in settings.backends:
         from kubernetes.stream import stream
 
         from limi_sandbox.backends.kubernetes import KubernetesBackend, client_from_config
 
         backends["kubernetes"] = KubernetesBackend(
-            client_from_config(settings.kubernetes_config), stream, namespace=settings.kubernetes_namespace,
-            image=settings.kubernetes_image, images=settings.kubernetes_images, runtime_class=settings.kubernetes_runtime_class,
-            tmp_bytes=settings.tmp_bytes, lifetime_seconds=int(settings.max_session_seconds),
+            client_from_config(settings.kubernetes_config),
+            stream,
+            namespace=settings.kubernetes_namespace,
+            image=settings.kubernetes_image,
+            images=settings.kubernetes_images,
+            runtime_class=settings.kubernetes_runtime_class,
+            tmp_bytes=settings.tmp_bytes,
+            lifetime_seconds=int(settings.max_session_seconds),
             start_timeout=settings.kubernetes_start_timeout_seconds,
         )
     return backends

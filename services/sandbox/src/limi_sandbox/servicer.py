@@ -21,7 +21,14 @@ from google.protobuf import duration_pb2
 from limi.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from limi_core.errors import InvalidArgument, Unavailable
 from limi_core.request_checks import (
-    COUNT, IDENTIFIER, MAX_PATH_CHARS, Between, Each, Identifier, TimesInRange, check_fields,
+    COUNT,
+    IDENTIFIER,
+    MAX_PATH_CHARS,
+    Between,
+    Each,
+    Identifier,
+    TimesInRange,
+    check_fields,
 )
 from limi_sandbox import tools
 from limi_sandbox.limits import SessionLimits, resolve_limits
@@ -30,7 +37,6 @@ from limi_sandbox.request_log import RequestLog
 from limi_sandbox.session import ExecOutcome, OutputChunk, Session
 from limi_sandbox.sessions import SessionManager
 from limi_sandbox.settings import SandboxSettings
-
 
 PATH = Identifier(MAX_PATH_CHARS)
 MODE = Between(0, 0o7777)
@@ -44,8 +50,13 @@ def _file(field: str, file: sandbox_pb2.File) -> None:
 SESSION = {"session_id": IDENTIFIER}
 AT_PATH = {**SESSION, "path": PATH}
 CHANGE_AT_PATH = {**AT_PATH, "request_id": IDENTIFIER}
-CREATE_SESSION = {"backend": Identifier(64), "limits.wall_timeout": TimesInRange(), "files": Each(_file), "request_id": IDENTIFIER,
-                  "image": IDENTIFIER}
+CREATE_SESSION = {
+    "backend": Identifier(64),
+    "limits.wall_timeout": TimesInRange(),
+    "files": Each(_file),
+    "request_id": IDENTIFIER,
+    "image": IDENTIFIER,
+}
 EXEC = {**SESSION, "timeout": TimesInRange(), "request_id": IDENTIFIER}
 READ_FILE = {**AT_PATH, "offset": COUNT, "limit": COUNT}
 WRITE_FILE = {**CHANGE_AT_PATH, "mode": MODE}
@@ -69,20 +80,32 @@ def to_duration(value: float) -> duration_pb2.Duration:
 
 def limits_proto(limits: SessionLimits) -> sandbox_pb2.Limits:
     return sandbox_pb2.Limits(
-        cpu_seconds=limits.cpu_seconds, memory_bytes=limits.memory_bytes, max_processes=limits.max_processes,
-        max_file_bytes=limits.max_file_bytes, max_open_files=limits.max_open_files, wall_timeout=to_duration(limits.wall_timeout_seconds),
-        max_output_bytes=limits.max_output_bytes, workspace_bytes=limits.workspace_bytes,
+        cpu_seconds=limits.cpu_seconds,
+        memory_bytes=limits.memory_bytes,
+        max_processes=limits.max_processes,
+        max_file_bytes=limits.max_file_bytes,
+        max_open_files=limits.max_open_files,
+        wall_timeout=to_duration(limits.wall_timeout_seconds),
+        max_output_bytes=limits.max_output_bytes,
+        workspace_bytes=limits.workspace_bytes,
     )
 
 
 def exec_event(item: OutputChunk | ExecOutcome) -> sandbox_pb2.ExecEvent:
     if isinstance(item, OutputChunk):
         return sandbox_pb2.ExecEvent(**{item.stream: item.data})
-    return sandbox_pb2.ExecEvent(result=sandbox_pb2.ExecResult(
-        exit_code=item.exit_code, timed_out=item.timed_out, memory_exceeded=item.memory_exceeded,
-        output_truncated=item.output_truncated, duration=to_duration(item.duration_seconds),
-        cpu_limit_exceeded=item.cpu_limit_exceeded, signal=item.signal, cancelled=item.cancelled,
-    ))
+    return sandbox_pb2.ExecEvent(
+        result=sandbox_pb2.ExecResult(
+            exit_code=item.exit_code,
+            timed_out=item.timed_out,
+            memory_exceeded=item.memory_exceeded,
+            output_truncated=item.output_truncated,
+            duration=to_duration(item.duration_seconds),
+            cpu_limit_exceeded=item.cpu_limit_exceeded,
+            signal=item.signal,
+            cancelled=item.cancelled,
+        )
+    )
 
 
 def cancelled_event() -> sandbox_pb2.ExecEvent:
@@ -105,33 +128,57 @@ class SandboxServicer(sandbox_pb2_grpc.SandboxServiceServicer):
 
     async def CreateSession(self, request: sandbox_pb2.CreateSessionRequest, context) -> sandbox_pb2.Session:
         check_fields(request, CREATE_SESSION)
-        return await self.log.unary(f"CreateSession:{request.request_id}" if request.request_id else "", fingerprint(request),
-                                    lambda: self._create(request))
+        return await self.log.unary(
+            f"CreateSession:{request.request_id}" if request.request_id else "",
+            fingerprint(request),
+            lambda: self._create(request),
+        )
 
     async def _create(self, request: sandbox_pb2.CreateSessionRequest) -> sandbox_pb2.Session:
         requested = request.limits
         try:
-            limits = resolve_limits({
-                "cpu_seconds": requested.cpu_seconds, "memory_bytes": requested.memory_bytes, "max_processes": requested.max_processes,
-                "max_file_bytes": requested.max_file_bytes, "max_open_files": requested.max_open_files,
-                "wall_timeout_seconds": seconds(requested.wall_timeout, "limits.wall_timeout"),
-                "max_output_bytes": requested.max_output_bytes, "workspace_bytes": requested.workspace_bytes,
-            }, self.settings)
+            limits = resolve_limits(
+                {
+                    "cpu_seconds": requested.cpu_seconds,
+                    "memory_bytes": requested.memory_bytes,
+                    "max_processes": requested.max_processes,
+                    "max_file_bytes": requested.max_file_bytes,
+                    "max_open_files": requested.max_open_files,
+                    "wall_timeout_seconds": seconds(requested.wall_timeout, "limits.wall_timeout"),
+                    "max_output_bytes": requested.max_output_bytes,
+                    "workspace_bytes": requested.workspace_bytes,
+                },
+                self.settings,
+            )
         except InvalidArgument as exc:  # SessionLimits says wall_timeout_seconds where the request says wall_timeout
             raise InvalidArgument(exc.field.replace("wall_timeout_seconds", "wall_timeout"), exc.reason) from None
         files = [(f.path, f.content, f.mode) for f in request.files]
         if len(request.workspace_archive) > self.settings.max_archive_bytes:
-            raise InvalidArgument("workspace_archive", f"is {len(request.workspace_archive)} bytes, more than {self.settings.max_archive_bytes}")
+            raise InvalidArgument(
+                "workspace_archive",
+                f"is {len(request.workspace_archive)} bytes, more than {self.settings.max_archive_bytes}",
+            )
         try:
-            session = await self._sessions().create(backend=request.backend, limits=limits, image=request.image, files=files,
-                                                    archive=request.workspace_archive)
+            session = await self._sessions().create(
+                backend=request.backend,
+                limits=limits,
+                image=request.image,
+                files=files,
+                archive=request.workspace_archive,
+            )
         except InvalidArgument as exc:  # the session names them as WriteFile and Upload do
             renamed = {"path": "files", "archive": "workspace_archive"}.get(exc.field)
             if renamed is None:
                 raise
             raise InvalidArgument(renamed, exc.reason) from None
-        return sandbox_pb2.Session(id=session.id, backend=session.backend, limits=limits_proto(session.limits), image=session.image,
-                                   warm=session.warm, idle_timeout=to_duration(self.settings.idle_timeout_seconds))
+        return sandbox_pb2.Session(
+            id=session.id,
+            backend=session.backend,
+            limits=limits_proto(session.limits),
+            image=session.image,
+            warm=session.warm,
+            idle_timeout=to_duration(self.settings.idle_timeout_seconds),
+        )
 
     async def Exec(self, request: sandbox_pb2.ExecRequest, context) -> AsyncIterator[sandbox_pb2.ExecEvent]:
         check_fields(request, EXEC)
@@ -140,14 +187,20 @@ class SandboxServicer(sandbox_pb2_grpc.SandboxServiceServicer):
         if "\0" in request.command:
             raise InvalidArgument("command", "contains a NUL byte")
         if len(request.command.encode()) > self.settings.max_command_bytes:
-            raise InvalidArgument("command", f"is longer than {self.settings.max_command_bytes} bytes; write a script file and run it")
+            raise InvalidArgument(
+                "command", f"is longer than {self.settings.max_command_bytes} bytes; write a script file and run it"
+            )
         if len(request.stdin) > self.settings.max_code_bytes:
             raise InvalidArgument("stdin", f"is longer than {self.settings.max_code_bytes} bytes")
         timeout = seconds(request.timeout, "timeout")
         session = self._session(request.session_id)
-        events = self.log.stream(f"Exec:{request.request_id}" if request.request_id else "", fingerprint(request),
-                                 lambda: self._events(session.exec(command=request.command, stdin=request.stdin, timeout=timeout)),
-                                 size=lambda e: e.ByteSize() + 64, on_abort=cancelled_event)
+        events = self.log.stream(
+            f"Exec:{request.request_id}" if request.request_id else "",
+            fingerprint(request),
+            lambda: self._events(session.exec(command=request.command, stdin=request.stdin, timeout=timeout)),
+            size=lambda e: e.ByteSize() + 64,
+            on_abort=cancelled_event,
+        )
         async with aclosing(events):
             async for event in events:
                 yield event
@@ -161,9 +214,13 @@ class SandboxServicer(sandbox_pb2_grpc.SandboxServiceServicer):
             raise InvalidArgument("code", f"is longer than {self.settings.max_code_bytes} bytes")
         timeout = seconds(request.timeout, "timeout")
         session = self._session(request.session_id)
-        events = self.log.stream(f"RunPython:{request.request_id}" if request.request_id else "", fingerprint(request),
-                                 lambda: self._events(session.exec(argv=["python3", "-u", "-"], stdin=code, timeout=timeout)),
-                                 size=lambda e: e.ByteSize() + 64, on_abort=cancelled_event)
+        events = self.log.stream(
+            f"RunPython:{request.request_id}" if request.request_id else "",
+            fingerprint(request),
+            lambda: self._events(session.exec(argv=["python3", "-u", "-"], stdin=code, timeout=timeout)),
+            size=lambda e: e.ByteSize() + 64,
+            on_abort=cancelled_event,
+        )
         async with aclosing(events):
             async for event in events:
                 yield event
@@ -178,7 +235,9 @@ class SandboxServicer(sandbox_pb2_grpc.SandboxServiceServicer):
 
     async def ReadFile(self, request: sandbox_pb2.ReadFileRequest, context) -> sandbox_pb2.ReadFileResponse:
         check_fields(request, READ_FILE)
-        content, size, truncated = await self._session(request.session_id).read_file(request.path, request.offset, request.limit)
+        content, size, truncated = await self._session(request.session_id).read_file(
+            request.path, request.offset, request.limit
+        )
         return sandbox_pb2.ReadFileResponse(content=content, size=size, truncated=truncated)
 
     async def WriteFile(self, request: sandbox_pb2.WriteFileRequest, context) -> sandbox_pb2.WriteFileResponse:
@@ -186,31 +245,47 @@ class SandboxServicer(sandbox_pb2_grpc.SandboxServiceServicer):
         session = self._session(request.session_id)
 
         async def write() -> sandbox_pb2.WriteFileResponse:
-            return sandbox_pb2.WriteFileResponse(bytes_written=await session.write_file(request.path, request.content, request.mode))
+            return sandbox_pb2.WriteFileResponse(
+                bytes_written=await session.write_file(request.path, request.content, request.mode)
+            )
 
-        return await self.log.unary(f"WriteFile:{request.request_id}" if request.request_id else "", fingerprint(request), write)
+        return await self.log.unary(
+            f"WriteFile:{request.request_id}" if request.request_id else "", fingerprint(request), write
+        )
 
     async def EditFile(self, request: sandbox_pb2.EditFileRequest, context) -> sandbox_pb2.EditFileResponse:
         check_fields(request, CHANGE_AT_PATH)
         session = self._session(request.session_id)
 
         async def edit() -> sandbox_pb2.EditFileResponse:
-            return sandbox_pb2.EditFileResponse(replacements=await session.edit_file(request.path, request.old_text, request.new_text))
+            return sandbox_pb2.EditFileResponse(
+                replacements=await session.edit_file(request.path, request.old_text, request.new_text)
+            )
 
-        return await self.log.unary(f"EditFile:{request.request_id}" if request.request_id else "", fingerprint(request), edit)
+        return await self.log.unary(
+            f"EditFile:{request.request_id}" if request.request_id else "", fingerprint(request), edit
+        )
 
     async def ListDir(self, request: sandbox_pb2.ListDirRequest, context) -> sandbox_pb2.ListDirResponse:
         check_fields(request, AT_PATH)
         entries, truncated = await self._session(request.session_id).list_dir(request.path)
         return sandbox_pb2.ListDirResponse(
-            entries=[sandbox_pb2.DirEntry(name=e.name, is_dir=e.is_dir, size=e.size, is_symlink=e.is_symlink) for e in entries],
-            truncated=truncated)
+            entries=[
+                sandbox_pb2.DirEntry(name=e.name, is_dir=e.is_dir, size=e.size, is_symlink=e.is_symlink)
+                for e in entries
+            ],
+            truncated=truncated,
+        )
 
     async def Search(self, request: sandbox_pb2.SearchRequest, context) -> sandbox_pb2.SearchResponse:
         check_fields(request, SEARCH)
-        matches, truncated = await self._session(request.session_id).search(request.pattern, request.path, request.max_results)
-        return sandbox_pb2.SearchResponse(matches=[sandbox_pb2.SearchMatch(path=m.path, line=m.line, text=m.text) for m in matches],
-                                          truncated=truncated)
+        matches, truncated = await self._session(request.session_id).search(
+            request.pattern, request.path, request.max_results
+        )
+        return sandbox_pb2.SearchResponse(
+            matches=[sandbox_pb2.SearchMatch(path=m.path, line=m.line, text=m.text) for m in matches],
+            truncated=truncated,
+        )
 
     async def Upload(self, request: sandbox_pb2.UploadRequest, context) -> sandbox_pb2.UploadResponse:
         check_fields(request, CHANGE_AT_PATH)
@@ -221,7 +296,9 @@ class SandboxServicer(sandbox_pb2_grpc.SandboxServiceServicer):
         async def upload() -> sandbox_pb2.UploadResponse:
             return sandbox_pb2.UploadResponse(files=await session.upload(request.archive, request.path))
 
-        return await self.log.unary(f"Upload:{request.request_id}" if request.request_id else "", fingerprint(request), upload)
+        return await self.log.unary(
+            f"Upload:{request.request_id}" if request.request_id else "", fingerprint(request), upload
+        )
 
     async def Download(self, request: sandbox_pb2.DownloadRequest, context) -> sandbox_pb2.DownloadResponse:
         check_fields(request, AT_PATH)

@@ -32,13 +32,22 @@ COLD_STARTS_AT_ONCE = 8
 
 
 class SessionManager:
-    def __init__(self, settings: SandboxSettings, backends: dict[str, Backend], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, settings: SandboxSettings, backends: dict[str, Backend], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.settings, self.backends, self.clock = settings, backends, clock
         self.sessions: dict[str, Session] = {}
         self.slots = ExecSlots(settings.max_concurrent_execs)
-        sizes = {"bwrap": settings.pool_size, "gvisor": settings.gvisor_pool_size, "kubernetes": settings.kubernetes_pool_size}
-        self.pools = {name: WarmPool(backend, sizes.get(name, 0), SandboxSpec(default_limits(settings), backend.image_for("")))
-                      for name, backend in backends.items() if backend.unavailable_reason() is None}
+        sizes = {
+            "bwrap": settings.pool_size,
+            "gvisor": settings.gvisor_pool_size,
+            "kubernetes": settings.kubernetes_pool_size,
+        }
+        self.pools = {
+            name: WarmPool(backend, sizes.get(name, 0), SandboxSpec(default_limits(settings), backend.image_for("")))
+            for name, backend in backends.items()
+            if backend.unavailable_reason() is None
+        }
         self._creating = 0
         # Sandboxes started inside CreateSession at once; more wait, so a burst cannot start hundreds together.
         self._cold_starts = asyncio.Semaphore(COLD_STARTS_AT_ONCE)
@@ -62,21 +71,26 @@ class SessionManager:
         name = name or self.settings.default_backend
         backend = self.backends.get(name)
         if backend is None:
-            raise InvalidArgument("backend", f"must be one of {', '.join(sorted(self.backends))} on this service, got {name!r}")
+            raise InvalidArgument(
+                "backend", f"must be one of {', '.join(sorted(self.backends))} on this service, got {name!r}"
+            )
         reason = backend.unavailable_reason()
         if reason is not None:
             raise FailedPrecondition(f"backend {name} is not available: {reason}")
         return backend
 
-    async def create(self, *, backend: str, limits: SessionLimits, image: str,
-                     files: list[tuple[str, bytes, int]], archive: bytes) -> Session:
+    async def create(
+        self, *, backend: str, limits: SessionLimits, image: str, files: list[tuple[str, bytes, int]], archive: bytes
+    ) -> Session:
         if self._stopping:
             raise Unavailable("the sandbox service is shutting down")
         chosen = self.backend_for(backend)
         image = chosen.image_for(image)
         if len(self.sessions) + self._creating >= self.settings.max_sessions:
             metrics.REJECTED.labels("sessions").inc()
-            raise ResourceExhausted(f"{self.settings.max_sessions} sessions are open, the most this service holds; close one or retry later")
+            raise ResourceExhausted(
+                f"{self.settings.max_sessions} sessions are open, the most this service holds; close one or retry later"
+            )
         self._creating += 1
         try:
             spec = SandboxSpec(limits, image)
@@ -111,7 +125,9 @@ class SessionManager:
             raise InvalidArgument("session_id", "is required")
         session = self.sessions.get(session_id)
         if session is None:
-            raise NotFound(f"session {session_id[:80]!r} does not exist (closed, expired after being idle, or never created)")
+            raise NotFound(
+                f"session {session_id[:80]!r} does not exist (closed, expired after being idle, or never created)"
+            )
         return session
 
     async def close(self, session_id: str, reason: str = "client") -> None:

@@ -95,18 +95,53 @@ class SandboxSettings(ServiceSettings):
         super().__post_init__()
         cls, prefix = type(self), self.PREFIX
         unknown = [b for b in self.backends if b not in KNOWN_BACKENDS]
-        check(not unknown, cls, "backends", prefix, f"must name only {', '.join(KNOWN_BACKENDS)}, got {', '.join(unknown)}")
-        check(self.default_backend in self.backends, cls, "default_backend", prefix, f"must be one of LIMI_SANDBOX_BACKENDS, got {self.default_backend!r}")
+        check(
+            not unknown,
+            cls,
+            "backends",
+            prefix,
+            f"must name only {', '.join(KNOWN_BACKENDS)}, got {', '.join(unknown)}",
+        )
+        check(
+            self.default_backend in self.backends,
+            cls,
+            "default_backend",
+            prefix,
+            f"must be one of LIMI_SANDBOX_BACKENDS, got {self.default_backend!r}",
+        )
         for name in ("pool_size", "gvisor_pool_size", "kubernetes_pool_size"):
             check(0 <= getattr(self, name) <= 256, cls, name, prefix, "must be between 0 and 256")
         for name in ("max_sessions", "max_concurrent_execs", "max_calls_per_session", "sandbox_uid_count"):
             check(getattr(self, name) >= 1, cls, name, prefix, "must be at least 1")
         check(self.idle_timeout_seconds > 0, cls, "idle_timeout_seconds", prefix, "must be positive")
         check(self.default_memory_bytes >= 16 * MiB, cls, "default_memory_bytes", prefix, "must be at least 16 MiB")
-        pairs = (("default_cpu_seconds", "max_cpu_seconds"), ("default_memory_bytes", "max_memory_bytes"),
-                 ("default_max_processes", "max_processes"), ("default_wall_timeout_seconds", "max_wall_timeout_seconds"),
-                 ("default_max_output_bytes", "max_output_bytes"), ("default_workspace_bytes", "max_workspace_bytes"))
+        pairs = (
+            ("default_cpu_seconds", "max_cpu_seconds"),
+            ("default_memory_bytes", "max_memory_bytes"),
+            ("default_max_processes", "max_processes"),
+            ("default_wall_timeout_seconds", "max_wall_timeout_seconds"),
+            ("default_max_output_bytes", "max_output_bytes"),
+            ("default_workspace_bytes", "max_workspace_bytes"),
+        )
         for default, maximum in pairs:
-            check(0 < getattr(self, default) <= getattr(self, maximum), cls, default, prefix, f"must be positive and at most {maximum.upper()}")
-        check(self.max_read_bytes + 64 * 1024 <= self.max_message_bytes, cls, "max_read_bytes", prefix, "must fit in LIMI_MAX_MESSAGE_BYTES")
-        check(self.max_archive_bytes + 64 * 1024 <= self.max_message_bytes, cls, "max_archive_bytes", prefix, "must fit in LIMI_MAX_MESSAGE_BYTES")
+            check(
+                0 < getattr(self, default) <= getattr(self, maximum),
+                cls,
+                default,
+                prefix,
+                f"must be positive and at most {maximum.upper()}",
+            )
+        check(
+            self.max_read_bytes + 64 * 1024 <= self.max_message_bytes,
+            cls,
+            "max_read_bytes",
+            prefix,
+            "must fit in LIMI_MAX_MESSAGE_BYTES",
+        )
+        check(
+            self.max_archive_bytes + 64 * 1024 <= self.max_message_bytes,
+            cls,
+            "max_archive_bytes",
+            prefix,
+            "must fit in LIMI_MAX_MESSAGE_BYTES",
+        )

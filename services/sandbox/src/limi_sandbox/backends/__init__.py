@@ -38,7 +38,7 @@ class Sandbox(abc.ABC):
         """Whether this (pre-started) sandbox can serve `spec`: what cannot change after start matches."""
         return spec.image == self.spec.image and spec.limits.workspace_bytes == self.spec.limits.workspace_bytes
 
-    def apply_limits(self, limits: SessionLimits) -> None:
+    def apply_limits(self, limits: SessionLimits) -> None:  # noqa: B027 (an optional hook; the default does nothing)
         """Adjust the limits that can change after start (a cgroup's memory and pids)."""
 
     def oom_kills(self) -> int | None:
@@ -74,5 +74,5 @@ class Backend(abc.ABC):
     async def start(self, spec: SandboxSpec, name: str) -> Sandbox:
         """Start a sandbox and wait until its agent is ready; raise Unavailable when it cannot."""
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 (an optional hook; the default does nothing)
         """Free what the backend holds beyond its sandboxes (called after they are closed)."""

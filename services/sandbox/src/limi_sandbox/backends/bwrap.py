@@ -42,19 +42,55 @@ from limi_sandbox.limits import SessionLimits
 
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # Host /etc entries a shell and Python want; none holds a secret.
-ETC_ENTRIES = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "bash.bashrc",
-               "inputrc", "mime.types", "protocols", "services", "os-release", "debian_version", "profile", "magic", "magic.mime",
-               "python3", "python3.11", "python3.12", "python3.13")
+ETC_ENTRIES = (
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "nsswitch.conf",
+    "bash.bashrc",
+    "inputrc",
+    "mime.types",
+    "protocols",
+    "services",
+    "os-release",
+    "debian_version",
+    "profile",
+    "magic",
+    "magic.mime",
+    "python3",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+)
 
 
-def bwrap_command(bwrap: str, runtime_etc: str, agent_dir: str, python: str, limits: SessionLimits, tmp_bytes: int,
-                  disable_userns: bool = True) -> list[str]:
+def bwrap_command(
+    bwrap: str,
+    runtime_etc: str,
+    agent_dir: str,
+    python: str,
+    limits: SessionLimits,
+    tmp_bytes: int,
+    disable_userns: bool = True,
+) -> list[str]:
     """The bubblewrap command line that starts the agent in a new sandbox (a pure function)."""
     argv = [bwrap, "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
     if disable_userns:
         argv.append("--disable-userns")
-    argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-             "--hostname", "sandbox", "--die-with-parent", "--new-session", "--as-pid-1"]
+    argv += [
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "sandbox",
+        "--die-with-parent",
+        "--new-session",
+        "--as-pid-1",
+    ]
     for name in SYSTEM_DIRS:
         path = "/" + name
         if os.path.islink(path):
@@ -68,16 +104,40 @@ def bwrap_command(bwrap: str, runtime_etc: str, agent_dir: str, python: str, lim
     for name in ("passwd", "group", "hosts"):
         argv += ["--ro-bind", f"{runtime_etc}/{name}", f"/etc/{name}"]
     argv += [
-        "--proc", "/proc", "--dev", "/dev",
-        "--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp",
-        "--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/dev/shm",
-        "--perms", "0755", "--size", str(limits.workspace_bytes), "--tmpfs", WORKSPACE,
-        "--ro-bind", agent_dir, AGENT_DIR,
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--perms",
+        "1777",
+        "--size",
+        str(tmp_bytes),
+        "--tmpfs",
+        "/tmp",
+        "--perms",
+        "1777",
+        "--size",
+        str(tmp_bytes),
+        "--tmpfs",
+        "/dev/shm",
+        "--perms",
+        "0755",
+        "--size",
+        str(limits.workspace_bytes),
+        "--tmpfs",
+        WORKSPACE,
+        "--ro-bind",
+        agent_dir,
+        AGENT_DIR,
         # bwrap's /dev is a tmpfs with no size cap that the sandbox user owns: read-only, it still
         # serves its device nodes, and /dev/shm (mounted above, capped) stays writable.
-        "--remount-ro", "/dev",
-        "--remount-ro", "/",
-        "--chdir", WORKSPACE, "--clearenv",
+        "--remount-ro",
+        "/dev",
+        "--remount-ro",
+        "/",
+        "--chdir",
+        WORKSPACE,
+        "--clearenv",
     ]
     for key, value in SANDBOX_ENV.items():
         argv += ["--setenv", key, value]
@@ -87,7 +147,9 @@ def bwrap_command(bwrap: str, runtime_etc: str, agent_dir: str, python: str, lim
 class BwrapBackend(Backend):
     name = "bwrap"
 
-    def __init__(self, runtime: LocalRuntime, bwrap_path: str, python_path: str, tmp_bytes: int, start_timeout: float) -> None:
+    def __init__(
+        self, runtime: LocalRuntime, bwrap_path: str, python_path: str, tmp_bytes: int, start_timeout: float
+    ) -> None:
         self.runtime, self.python, self.tmp_bytes, self.start_timeout = runtime, python_path, tmp_bytes, start_timeout
         self.bwrap = shutil.which(bwrap_path)
         self.disable_userns = self.bwrap is not None and "--disable-userns" in _help_text(self.bwrap)
@@ -100,11 +162,25 @@ class BwrapBackend(Backend):
         return None
 
     async def start(self, spec: SandboxSpec, name: str) -> Sandbox:
-        argv = bwrap_command(self.bwrap, str(self.runtime.etc_dir), str(self.runtime.agent_dir), self.python, spec.limits,
-                             self.tmp_bytes, self.disable_userns)
+        argv = bwrap_command(
+            self.bwrap,
+            str(self.runtime.etc_dir),
+            str(self.runtime.agent_dir),
+            self.python,
+            spec.limits,
+            self.tmp_bytes,
+            self.disable_userns,
+        )
         return await self.runtime.launch(
-            self.name, argv, name, spec, memory_overhead=0, limit_pids=True, drop_privileges=True,
-            use_address_space=self.runtime.cgroups is None, start_timeout=self.start_timeout,
+            self.name,
+            argv,
+            name,
+            spec,
+            memory_overhead=0,
+            limit_pids=True,
+            drop_privileges=True,
+            use_address_space=self.runtime.cgroups is None,
+            start_timeout=self.start_timeout,
         )
 
 

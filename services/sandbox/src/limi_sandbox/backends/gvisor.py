@@ -32,46 +32,76 @@ CLONE_NEWUSER = 0x10000000
 # --disable-userns. clone3 needs no rule: gVisor does not implement it (ENOSYS, and glibc then
 # falls back to clone); a rule would answer EPERM, since gVisor ignores errnoRet, and break threads.
 NO_USER_NAMESPACES = {
-    "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
-    "syscalls": [{"names": ["unshare", "clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
-                  "args": [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER, "op": "SCMP_CMP_MASKED_EQ"}]}],
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+    "syscalls": [
+        {
+            "names": ["unshare", "clone"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": 1,
+            "args": [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER, "op": "SCMP_CMP_MASKED_EQ"}],
+        }
+    ],
 }
 
 
 def oci_config(runtime_etc: str, agent_dir: str, root: str, python: str, limits: SessionLimits, tmp_bytes: int) -> dict:
     """The OCI runtime config of one gVisor sandbox (a pure function)."""
+
     def bind(source: str, destination: str) -> dict:
-        return {"destination": destination, "type": "bind", "source": source, "options": ["rbind", "ro", "nosuid", "nodev"]}
+        return {
+            "destination": destination,
+            "type": "bind",
+            "source": source,
+            "options": ["rbind", "ro", "nosuid", "nodev"],
+        }
 
     def tmpfs(destination: str, size: int, mode: str) -> dict:
-        return {"destination": destination, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", f"size={size}", f"mode={mode}"]}
+        return {
+            "destination": destination,
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "nodev", f"size={size}", f"mode={mode}"],
+        }
 
     mounts = [{"destination": "/proc", "type": "proc", "source": "proc"}, bind("/usr", "/usr")]
     mounts += [bind("/etc/" + name, "/etc/" + name) for name in ETC_ENTRIES if os.path.exists("/etc/" + name)]
     mounts += [bind(f"{runtime_etc}/{name}", f"/etc/{name}") for name in ("passwd", "group", "hosts")]
-    mounts += [bind(agent_dir, AGENT_DIR), tmpfs("/tmp", tmp_bytes, "1777"), tmpfs("/dev/shm", tmp_bytes, "1777"),
-               tmpfs(WORKSPACE, limits.workspace_bytes, "1777")]
+    mounts += [
+        bind(agent_dir, AGENT_DIR),
+        tmpfs("/tmp", tmp_bytes, "1777"),
+        tmpfs("/dev/shm", tmp_bytes, "1777"),
+        tmpfs(WORKSPACE, limits.workspace_bytes, "1777"),
+    ]
     no_capabilities = {key: [] for key in ("bounding", "effective", "inheritable", "permitted", "ambient")}
     return {
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": False, "user": {"uid": SANDBOX_UID, "gid": SANDBOX_UID}, "cwd": WORKSPACE,
+            "terminal": False,
+            "user": {"uid": SANDBOX_UID, "gid": SANDBOX_UID},
+            "cwd": WORKSPACE,
             "args": [python, "-I", "-S", f"{AGENT_DIR}/agent.py", "--sweep"],
             "env": [f"{key}={value}" for key, value in SANDBOX_ENV.items()],
-            "noNewPrivileges": True, "capabilities": no_capabilities,
+            "noNewPrivileges": True,
+            "capabilities": no_capabilities,
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 65536, "soft": 65536}],
         },
         "root": {"path": root, "readonly": True},
         "hostname": "sandbox",
         "mounts": mounts,
-        "linux": {"namespaces": [{"type": kind} for kind in ("pid", "network", "ipc", "uts", "mount")], "seccomp": NO_USER_NAMESPACES},
+        "linux": {
+            "namespaces": [{"type": kind} for kind in ("pid", "network", "ipc", "uts", "mount")],
+            "seccomp": NO_USER_NAMESPACES,
+        },
     }
 
 
 class GvisorBackend(Backend):
     name = "gvisor"
 
-    def __init__(self, runtime: LocalRuntime, runsc_path: str, python_path: str, tmp_bytes: int, start_timeout: float) -> None:
+    def __init__(
+        self, runtime: LocalRuntime, runsc_path: str, python_path: str, tmp_bytes: int, start_timeout: float
+    ) -> None:
         self.runtime, self.python, self.tmp_bytes, self.start_timeout = runtime, python_path, tmp_bytes, start_timeout
         self.runsc = shutil.which(runsc_path)
         self.state_dir = runtime.root / "gvisor-state"
@@ -90,19 +120,37 @@ class GvisorBackend(Backend):
         bundle = self.bundles / name
         bundle.mkdir(parents=True)
         self.state_dir.mkdir(exist_ok=True)
-        config = oci_config(str(self.runtime.etc_dir), str(self.runtime.agent_dir), str(self.runtime.gvisor_root), self.python,
-                            spec.limits, self.tmp_bytes)
+        config = oci_config(
+            str(self.runtime.etc_dir),
+            str(self.runtime.agent_dir),
+            str(self.runtime.gvisor_root),
+            self.python,
+            spec.limits,
+            self.tmp_bytes,
+        )
         (bundle / "config.json").write_text(json.dumps(config))
         argv = self._global_flags() + ["run", f"--bundle={bundle}", name]
         return await self.runtime.launch(
-            self.name, argv, name, spec, memory_overhead=SENTRY_OVERHEAD_BYTES, limit_pids=False,
-            drop_privileges=False, use_address_space=True, start_timeout=self.start_timeout, on_close=self._delete,
+            self.name,
+            argv,
+            name,
+            spec,
+            memory_overhead=SENTRY_OVERHEAD_BYTES,
+            limit_pids=False,
+            drop_privileges=False,
+            use_address_space=True,
+            start_timeout=self.start_timeout,
+            on_close=self._delete,
         )
 
     async def _delete(self, sandbox: LocalSandbox) -> None:
         process = await asyncio.create_subprocess_exec(
-            *self._global_flags(), "delete", "--force", sandbox.name,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            *self._global_flags(),
+            "delete",
+            "--force",
+            sandbox.name,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         await process.wait()
         shutil.rmtree(self.bundles / sandbox.name, ignore_errors=True)

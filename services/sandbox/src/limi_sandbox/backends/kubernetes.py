@@ -23,7 +23,8 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from limi_core.errors import InvalidArgument, Unavailable
 from limi_sandbox import metrics
@@ -39,13 +40,30 @@ COMPONENT_LABELS = {"app.kubernetes.io/name": "limi", "app.kubernetes.io/compone
 ANNOTATION_PREFIX = "limi.dev/"
 
 
-def pod_manifest(name: str, namespace: str, image: str, limits: SessionLimits, *, tmp_bytes: int, runtime_class: str,
-                 cpu_request: str, cpu_limit: str, lifetime_seconds: int, agent_files: dict[str, str], python: str = "python3") -> dict[str, Any]:
+def pod_manifest(
+    name: str,
+    namespace: str,
+    image: str,
+    limits: SessionLimits,
+    *,
+    tmp_bytes: int,
+    runtime_class: str,
+    cpu_request: str,
+    cpu_limit: str,
+    lifetime_seconds: int,
+    agent_files: dict[str, str],
+    python: str = "python3",
+) -> dict[str, Any]:
     """The Pod of one sandbox session (a pure function)."""
     ephemeral = limits.workspace_bytes + tmp_bytes + (256 << 20)
     container_security = {
-        "allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-        "runAsUser": SANDBOX_UID, "runAsGroup": SANDBOX_UID, "capabilities": {"drop": ["ALL"]},
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": SANDBOX_UID,
+        "runAsGroup": SANDBOX_UID,
+        "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     spec: dict[str, Any] = {
@@ -58,33 +76,53 @@ def pod_manifest(name: str, namespace: str, image: str, limits: SessionLimits, *
         "dnsPolicy": "None",
         "dnsConfig": {"nameservers": ["127.0.0.1"]},
         "securityContext": {
-            "runAsNonRoot": True, "runAsUser": SANDBOX_UID, "runAsGroup": SANDBOX_UID, "fsGroup": SANDBOX_UID,
+            "runAsNonRoot": True,
+            "runAsUser": SANDBOX_UID,
+            "runAsGroup": SANDBOX_UID,
+            "fsGroup": SANDBOX_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [{
-            "name": "sandbox",
-            "image": image,
-            "imagePullPolicy": "IfNotPresent",
-            "command": [python, "-I", "-S", f"{AGENT_DIR}/agent.py", "--init"],
-            "workingDir": WORKSPACE,
-            "env": [{"name": key, "value": value} for key, value in SANDBOX_ENV.items()],
-            "securityContext": container_security,
-            "resources": {
-                "requests": {"cpu": cpu_request, "memory": str(limits.memory_bytes), "ephemeral-storage": str(ephemeral)},
-                "limits": {"cpu": cpu_limit, "memory": str(limits.memory_bytes), "ephemeral-storage": str(ephemeral)},
-            },
-            "volumeMounts": [
-                {"name": "workspace", "mountPath": WORKSPACE},
-                {"name": "tmp", "mountPath": "/tmp"},
-                {"name": "agent", "mountPath": AGENT_DIR, "readOnly": True},
-            ],
-        }],
+        "containers": [
+            {
+                "name": "sandbox",
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": [python, "-I", "-S", f"{AGENT_DIR}/agent.py", "--init"],
+                "workingDir": WORKSPACE,
+                "env": [{"name": key, "value": value} for key, value in SANDBOX_ENV.items()],
+                "securityContext": container_security,
+                "resources": {
+                    "requests": {
+                        "cpu": cpu_request,
+                        "memory": str(limits.memory_bytes),
+                        "ephemeral-storage": str(ephemeral),
+                    },
+                    "limits": {
+                        "cpu": cpu_limit,
+                        "memory": str(limits.memory_bytes),
+                        "ephemeral-storage": str(ephemeral),
+                    },
+                },
+                "volumeMounts": [
+                    {"name": "workspace", "mountPath": WORKSPACE},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                    {"name": "agent", "mountPath": AGENT_DIR, "readOnly": True},
+                ],
+            }
+        ],
         "volumes": [
             {"name": "workspace", "emptyDir": {"sizeLimit": str(limits.workspace_bytes)}},
             {"name": "tmp", "emptyDir": {"sizeLimit": str(tmp_bytes)}},
-            {"name": "agent", "downwardAPI": {"defaultMode": 0o444, "items": [
-                {"path": file, "fieldRef": {"fieldPath": f"metadata.annotations['{ANNOTATION_PREFIX}{file}']"}} for file in sorted(agent_files)
-            ]}},
+            {
+                "name": "agent",
+                "downwardAPI": {
+                    "defaultMode": 0o444,
+                    "items": [
+                        {"path": file, "fieldRef": {"fieldPath": f"metadata.annotations['{ANNOTATION_PREFIX}{file}']"}}
+                        for file in sorted(agent_files)
+                    ],
+                },
+            },
         ],
     }
     if runtime_class:
@@ -93,7 +131,8 @@ def pod_manifest(name: str, namespace: str, image: str, limits: SessionLimits, *
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": name, "namespace": namespace,
+            "name": name,
+            "namespace": namespace,
             "labels": {**COMPONENT_LABELS, SESSION_LABEL: name},
             "annotations": {ANNOTATION_PREFIX + file: text for file, text in agent_files.items()},
         },
@@ -107,7 +146,12 @@ def network_policy_manifest(namespace: str) -> dict[str, Any]:
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {"name": "limi-sandbox-deny-all", "namespace": namespace, "labels": dict(COMPONENT_LABELS)},
-        "spec": {"podSelector": {"matchLabels": dict(COMPONENT_LABELS)}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": []},
+        "spec": {
+            "podSelector": {"matchLabels": dict(COMPONENT_LABELS)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [],
+        },
     }
 
 
@@ -204,8 +248,21 @@ class KubernetesSandbox(Sandbox):
 class KubernetesBackend(Backend):
     name = "kubernetes"
 
-    def __init__(self, api, stream: Callable, *, namespace: str, image: str, images: tuple[str, ...], runtime_class: str,
-                 tmp_bytes: int, lifetime_seconds: int, start_timeout: float, cpu_request: str = "250m", cpu_limit: str = "2") -> None:
+    def __init__(
+        self,
+        api,
+        stream: Callable,
+        *,
+        namespace: str,
+        image: str,
+        images: tuple[str, ...],
+        runtime_class: str,
+        tmp_bytes: int,
+        lifetime_seconds: int,
+        start_timeout: float,
+        cpu_request: str = "250m",
+        cpu_limit: str = "2",
+    ) -> None:
         """Args:
         api: a kubernetes.client.CoreV1Api (or a test double with the same four methods).
         stream: kubernetes.stream.stream, or a double that opens an exec stream the same way.
@@ -218,13 +275,24 @@ class KubernetesBackend(Backend):
 
     def image_for(self, requested: str) -> str:
         if requested and requested not in self.images:
-            raise InvalidArgument("image", f"{requested!r} is not one of the images this service runs: {', '.join(sorted(self.images))}")
+            raise InvalidArgument(
+                "image", f"{requested!r} is not one of the images this service runs: {', '.join(sorted(self.images))}"
+            )
         return requested or self.image
 
     def manifest(self, spec: SandboxSpec, name: str) -> dict[str, Any]:
-        return pod_manifest(name, self.namespace, spec.image or self.image, spec.limits, tmp_bytes=self.tmp_bytes,
-                            runtime_class=self.runtime_class, cpu_request=self.cpu_request, cpu_limit=self.cpu_limit,
-                            lifetime_seconds=self.lifetime_seconds, agent_files=self.sources)
+        return pod_manifest(
+            name,
+            self.namespace,
+            spec.image or self.image,
+            spec.limits,
+            tmp_bytes=self.tmp_bytes,
+            runtime_class=self.runtime_class,
+            cpu_request=self.cpu_request,
+            cpu_limit=self.cpu_limit,
+            lifetime_seconds=self.lifetime_seconds,
+            agent_files=self.sources,
+        )
 
     async def start(self, spec: SandboxSpec, name: str) -> Sandbox:
         from kubernetes.client import V1Pod
@@ -233,12 +301,23 @@ class KubernetesBackend(Backend):
         started = time.perf_counter()
         pod_name = name.lower().replace("_", "-")
         try:
-            await asyncio.to_thread(self.api.create_namespaced_pod, self.namespace, V1Pod.from_dict(self.manifest(spec, pod_name)))
+            await asyncio.to_thread(
+                self.api.create_namespaced_pod, self.namespace, V1Pod.from_dict(self.manifest(spec, pod_name))
+            )
             await self._wait_running(pod_name)
             ws = await asyncio.to_thread(
-                self.stream, self.api.connect_get_namespaced_pod_exec, pod_name, self.namespace,
-                command=["python3", "-I", "-S", f"{AGENT_DIR}/agent.py", "--sweep"], container="sandbox",
-                stdin=True, stdout=True, stderr=True, tty=False, _preload_content=False, binary=True,
+                self.stream,
+                self.api.connect_get_namespaced_pod_exec,
+                pod_name,
+                self.namespace,
+                command=["python3", "-I", "-S", f"{AGENT_DIR}/agent.py", "--sweep"],
+                container="sandbox",
+                stdin=True,
+                stdout=True,
+                stderr=True,
+                tty=False,
+                _preload_content=False,
+                binary=True,
             )
         except ApiException as exc:
             await self.delete_pod(pod_name)
@@ -249,7 +328,7 @@ class KubernetesBackend(Backend):
         sandbox = KubernetesSandbox(self, pod_name, spec, WebSocketChannel(ws, asyncio.get_running_loop()))
         try:
             await sandbox.agent.wait_ready(self.start_timeout)
-        except (asyncio.TimeoutError, Unavailable) as exc:
+        except (TimeoutError, Unavailable) as exc:
             tail = sandbox.channel.stderr_tail.decode("utf-8", "replace")
             await sandbox.close()
             raise Unavailable(f"the sandbox pod's agent did not start: {tail or exc}") from None
@@ -264,9 +343,13 @@ class KubernetesBackend(Backend):
             if phase == "Running":
                 return
             if phase in ("Failed", "Succeeded"):
-                raise Unavailable(f"sandbox pod {pod_name} ended before it ran ({phase}: {pod.status.reason or pod.status.message})")
+                raise Unavailable(
+                    f"sandbox pod {pod_name} ended before it ran ({phase}: {pod.status.reason or pod.status.message})"
+                )
             if time.monotonic() > deadline:
-                raise Unavailable(f"sandbox pod {pod_name} was not running after {self.start_timeout:g} s (phase {phase})")
+                raise Unavailable(
+                    f"sandbox pod {pod_name} was not running after {self.start_timeout:g} s (phase {phase})"
+                )
             await asyncio.sleep(0.25)
 
     async def delete_pod(self, pod_name: str) -> None:

@@ -42,8 +42,12 @@ AGENT_FILES = ("agent.py", "agent_commands.py", "agent_files.py")
 AGENT_DIR, WORKSPACE, SANDBOX_UID = "/opt/limi", "/workspace", 65534
 LAUNCH_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 SANDBOX_ENV = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": WORKSPACE, "USER": "sandbox",
-    "LANG": "C.UTF-8", "TMPDIR": "/tmp", "TERM": "dumb",
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": WORKSPACE,
+    "USER": "sandbox",
+    "LANG": "C.UTF-8",
+    "TMPDIR": "/tmp",
+    "TERM": "dumb",
 }
 # Processes the agent itself may need beyond a command's own limit (its threads, grep).
 PID_HEADROOM = 64
@@ -118,8 +122,11 @@ class LocalRuntime:
         self.setpriv = shutil.which("setpriv")
         self.uids = UidPool(uid_base, uid_count) if self.is_root and self.setpriv else None
         self._warned_dumpable = False
-        log.info("local sandboxes: memory limited by %s, %s", "cgroup v1" if self.cgroups else "RLIMIT_AS per command",
-                 "one host uid per sandbox" if self.uids else "the service's own uid")
+        log.info(
+            "local sandboxes: memory limited by %s, %s",
+            "cgroup v1" if self.cgroups else "RLIMIT_AS per command",
+            "one host uid per sandbox" if self.uids else "the service's own uid",
+        )
 
     def close(self) -> None:
         if self.cgroups is not None:
@@ -127,8 +134,20 @@ class LocalRuntime:
         if self._owned:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    async def launch(self, backend: str, argv: list[str], name: str, spec: SandboxSpec, *, memory_overhead: int, limit_pids: bool,
-                     drop_privileges: bool, use_address_space: bool, start_timeout: float, on_close=None) -> LocalSandbox:
+    async def launch(
+        self,
+        backend: str,
+        argv: list[str],
+        name: str,
+        spec: SandboxSpec,
+        *,
+        memory_overhead: int,
+        limit_pids: bool,
+        drop_privileges: bool,
+        use_address_space: bool,
+        start_timeout: float,
+        on_close=None,
+    ) -> LocalSandbox:
         """Start `argv` as a sandbox and wait for its agent; Unavailable with its stderr when it fails.
 
         The sandbox's cgroup (where there is one) gets the session's memory plus `memory_overhead`,
@@ -153,8 +172,16 @@ class LocalRuntime:
             channel, channel_inside = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             errors, errors_inside = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                process = subprocess.Popen(argv, stdin=channel_inside, stdout=channel_inside, stderr=errors_inside,
-                                           env=LAUNCH_ENV, cwd="/", close_fds=True, start_new_session=True)
+                process = subprocess.Popen(
+                    argv,
+                    stdin=channel_inside,
+                    stdout=channel_inside,
+                    stderr=errors_inside,
+                    env=LAUNCH_ENV,
+                    cwd="/",
+                    close_fds=True,
+                    start_new_session=True,
+                )
             except BaseException:
                 channel.close()
                 errors.close()
@@ -168,13 +195,17 @@ class LocalRuntime:
             if uid is not None:
                 self.uids.release(uid)
             raise
-        sandbox = await LocalSandbox.connect(self, backend, name, spec, process, channel, errors, cgroup, uid, use_address_space, on_close)
+        sandbox = await LocalSandbox.connect(
+            self, backend, name, spec, process, channel, errors, cgroup, uid, use_address_space, on_close
+        )
         sandbox.memory_overhead, sandbox.limit_pids = memory_overhead, limit_pids
         try:
             ready = await sandbox.agent.wait_ready(start_timeout)
             if not ready.get("undumpable") and not self._warned_dumpable:
                 self._warned_dumpable = True
-                log.warning("the %s agent could not make itself non-dumpable: commands could reach its channel", backend)
+                log.warning(
+                    "the %s agent could not make itself non-dumpable: commands could reach its channel", backend
+                )
         except BaseException as exc:  # a timeout, a dead agent, or a cancelled start: nothing may leak
             await sandbox.close()
             if not isinstance(exc, Exception):
@@ -186,8 +217,18 @@ class LocalRuntime:
 
 
 class LocalSandbox(Sandbox):
-    def __init__(self, runtime: LocalRuntime, backend: str, name: str, spec: SandboxSpec, process: subprocess.Popen,
-                 cgroup: SandboxCgroup | None, uid: int | None, use_address_space: bool, on_close) -> None:
+    def __init__(
+        self,
+        runtime: LocalRuntime,
+        backend: str,
+        name: str,
+        spec: SandboxSpec,
+        process: subprocess.Popen,
+        cgroup: SandboxCgroup | None,
+        uid: int | None,
+        use_address_space: bool,
+        on_close,
+    ) -> None:
         self.runtime, self.backend, self.name, self.spec = runtime, backend, name, spec
         self.process, self.cgroup, self.uid = process, cgroup, uid
         self.use_address_space = use_address_space
@@ -197,8 +238,20 @@ class LocalSandbox(Sandbox):
         self._closing: asyncio.Future | None = None
 
     @classmethod
-    async def connect(cls, runtime, backend, name, spec, process, channel: socket.socket, errors: socket.socket, cgroup, uid,
-                      use_address_space, on_close) -> LocalSandbox:
+    async def connect(
+        cls,
+        runtime,
+        backend,
+        name,
+        spec,
+        process,
+        channel: socket.socket,
+        errors: socket.socket,
+        cgroup,
+        uid,
+        use_address_space,
+        on_close,
+    ) -> LocalSandbox:
         sandbox = cls(runtime, backend, name, spec, process, cgroup, uid, use_address_space, on_close)
         reader, writer = await asyncio.open_unix_connection(sock=channel, limit=1 << 16)
         sandbox.agent = AgentClient(reader, writer, name, on_gone=sandbox.agent_gone)

@@ -100,8 +100,8 @@ class Channel:
             end = FRAME.size + header_size + body_size
             if len(self.inbox) < end:
                 break
-            header = json.loads(bytes(self.inbox[FRAME.size:FRAME.size + header_size]))
-            frames.append((header, bytes(self.inbox[FRAME.size + header_size:end])))
+            header = json.loads(bytes(self.inbox[FRAME.size : FRAME.size + header_size]))
+            frames.append((header, bytes(self.inbox[FRAME.size + header_size : end])))
             del self.inbox[:end]
         return frames
 
@@ -123,7 +123,9 @@ class Agent:
             waits = [command.next_wakeup(now) for command in self.commands.values()]
             registered = self.selector.get_map()
             for key, _ in self.selector.select(min(waits) if waits else None):
-                if registered.get(key.fd) is key:  # not closed (and its number reused) by an earlier event of this round
+                if (
+                    registered.get(key.fd) is key
+                ):  # not closed (and its number reused) by an earlier event of this round
                     key.data(key.fd)
             now = time.monotonic()
             for rid, command in list(self.commands.items()):
@@ -192,7 +194,9 @@ class Agent:
             command = agent_commands.Command(rid, header, body, self.channel, self.selector)
         except OSError as exc:
             self.channel.send({"id": rid, "type": "stderr"}, f"limi: cannot start the command: {exc}\n".encode())
-            self.channel.send({"id": rid, "type": "result", "exit_code": 126, "signal": 0, "duration": time.monotonic() - started})
+            self.channel.send(
+                {"id": rid, "type": "result", "exit_code": 126, "signal": 0, "duration": time.monotonic() - started}
+            )
             return
         if not self.reading:
             command.set_reading(False)
@@ -229,7 +233,9 @@ class Agent:
         self.channel.send(result, payload)
 
     def send_error(self, rid, code, field, message):
-        self.channel.send({"id": rid, "type": "error", "code": code, "field": field, "message": str(message)[:MESSAGE_CHARS]})
+        self.channel.send(
+            {"id": rid, "type": "error", "code": code, "field": field, "message": str(message)[:MESSAGE_CHARS]}
+        )
 
     def shutdown(self):
         for command in list(self.commands.values()):
@@ -307,7 +313,9 @@ def main():
             pass
 
     channel = Channel(0, 1, wake)
-    agent = Agent(channel, selectors.DefaultSelector(), agent_commands.Sweeper("--sweep" in sys.argv[1:]), wake_read.fileno())
+    agent = Agent(
+        channel, selectors.DefaultSelector(), agent_commands.Sweeper("--sweep" in sys.argv[1:]), wake_read.fileno()
+    )
     channel.send({"id": 0, "type": "ready", "pid": os.getpid(), "version": 2, "undumpable": undumpable})
     try:
         agent.flush()

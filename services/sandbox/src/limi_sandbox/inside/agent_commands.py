@@ -20,8 +20,13 @@ import threading
 import time
 
 CHUNK = 64 * 1024
-RLIMITS = {"cpu": resource.RLIMIT_CPU, "as": resource.RLIMIT_AS, "nproc": resource.RLIMIT_NPROC,
-           "fsize": resource.RLIMIT_FSIZE, "nofile": resource.RLIMIT_NOFILE}
+RLIMITS = {
+    "cpu": resource.RLIMIT_CPU,
+    "as": resource.RLIMIT_AS,
+    "nproc": resource.RLIMIT_NPROC,
+    "fsize": resource.RLIMIT_FSIZE,
+    "nofile": resource.RLIMIT_NOFILE,
+}
 MEMORY_HINTS = (b"MemoryError", b"Cannot allocate memory", b"std::bad_alloc", b"out of memory")
 # After the program exits, how long to wait for pipes that something it left behind still holds.
 EXIT_GRACE = 0.05
@@ -45,7 +50,7 @@ class OutputBatch:
     def add(self, kind, data, now):
         if self.frames >= MAX_OUTPUT_FRAMES - 1:
             self.room = 0
-        keep = data[:max(self.room, 0)]
+        keep = data[: max(self.room, 0)]
         self.room -= len(keep)
         self.truncated = self.truncated or len(keep) < len(data)
         if not keep:
@@ -113,7 +118,7 @@ class Command:
 
     def on_stdin(self, fd):
         try:
-            self.pending = self.pending[os.write(fd, self.pending[:CHUNK]):]
+            self.pending = self.pending[os.write(fd, self.pending[:CHUNK]) :]
         except BlockingIOError:
             return
         except OSError:  # the program closed its stdin
@@ -192,11 +197,19 @@ class Command:
         signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
         exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -signum
         return {
-            "id": self.rid, "type": "result", "duration": time.monotonic() - self.started, "cpu_seconds": cpu,
-            "exit_code": exit_code, "signal": signum,
-            "timed_out": self.kill_reason == "timeout", "cancelled": self.kill_reason == "cancelled",
-            "output_truncated": self.batch.truncated, "memory_hint": any(hint in self.stderr_tail for hint in MEMORY_HINTS),
-            "cpu_limit_exceeded": cpu_limit_hit(signum, exit_code, cpu, float(self.limits.get("cpu") or 0), self.kill_reason),
+            "id": self.rid,
+            "type": "result",
+            "duration": time.monotonic() - self.started,
+            "cpu_seconds": cpu,
+            "exit_code": exit_code,
+            "signal": signum,
+            "timed_out": self.kill_reason == "timeout",
+            "cancelled": self.kill_reason == "cancelled",
+            "output_truncated": self.batch.truncated,
+            "memory_hint": any(hint in self.stderr_tail for hint in MEMORY_HINTS),
+            "cpu_limit_exceeded": cpu_limit_hit(
+                signum, exit_code, cpu, float(self.limits.get("cpu") or 0), self.kill_reason
+            ),
         }
 
     def _drain(self, fd, most=1 << 20):
@@ -245,14 +258,18 @@ class Sweeper:
         """Whether any process is left that neither the agent nor a running command owns (cheap)."""
         if not self.enabled:
             return False
-        return not all(int(name) in self.protected or int(name) in owners for name in os.listdir("/proc") if name.isdigit())
+        return not all(
+            int(name) in self.protected or int(name) in owners for name in os.listdir("/proc") if name.isdigit()
+        )
 
     def sweep(self, running_owners):
         """Kill the orphans; `running_owners()` gives the pids of commands running now (asked each round)."""
         for attempt in range(200):
             table = process_table()
             owners = running_owners() | {os.getpid()}
-            victims = [pid for pid in table if pid not in self.protected and not owned(pid, table, owners, self.protected)]
+            victims = [
+                pid for pid in table if pid not in self.protected and not owned(pid, table, owners, self.protected)
+            ]
             if not victims:
                 return
             for pid in victims:
@@ -322,9 +339,14 @@ def spawn(argv, with_stdin):
     err_read, err_write = os.pipe()
     in_read, in_write = os.pipe() if with_stdin else (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), None)
     try:
-        actions = [(os.POSIX_SPAWN_DUP2, in_read, 0), (os.POSIX_SPAWN_DUP2, out_write, 1), (os.POSIX_SPAWN_DUP2, err_write, 2)]
-        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setsid=True,
-                             setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+        actions = [
+            (os.POSIX_SPAWN_DUP2, in_read, 0),
+            (os.POSIX_SPAWN_DUP2, out_write, 1),
+            (os.POSIX_SPAWN_DUP2, err_write, 2),
+        ]
+        pid = os.posix_spawn(
+            argv[0], argv, os.environ, file_actions=actions, setsid=True, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ)
+        )
     except BaseException:
         for fd in (out_read, err_read, in_write):
             if fd is not None:

@@ -40,12 +40,18 @@ class ToolError(Exception):
 def os_error(exc, path):
     """The typed error for an OSError on `path`."""
     codes = {
-        errno.ENOENT: ("not_found", "%s does not exist"), errno.EISDIR: ("failed_precondition", "%s is a directory"),
-        errno.ENOTDIR: ("failed_precondition", "a parent of %s is not a directory"), errno.ELOOP: ("invalid_argument", "%s is a symbolic link"),
-        errno.EACCES: ("failed_precondition", "permission denied on %s"), errno.EPERM: ("failed_precondition", "permission denied on %s"),
-        errno.ENOSPC: ("resource_exhausted", "the workspace is full while writing %s"), errno.EDQUOT: ("resource_exhausted", "the workspace is full while writing %s"),
-        errno.EFBIG: ("resource_exhausted", "%s would exceed the file size limit"), errno.EEXIST: ("failed_precondition", "%s already exists"),
-        errno.ENAMETOOLONG: ("invalid_argument", "a name in %s is too long"), errno.EROFS: ("failed_precondition", "%s is on a read-only filesystem"),
+        errno.ENOENT: ("not_found", "%s does not exist"),
+        errno.EISDIR: ("failed_precondition", "%s is a directory"),
+        errno.ENOTDIR: ("failed_precondition", "a parent of %s is not a directory"),
+        errno.ELOOP: ("invalid_argument", "%s is a symbolic link"),
+        errno.EACCES: ("failed_precondition", "permission denied on %s"),
+        errno.EPERM: ("failed_precondition", "permission denied on %s"),
+        errno.ENOSPC: ("resource_exhausted", "the workspace is full while writing %s"),
+        errno.EDQUOT: ("resource_exhausted", "the workspace is full while writing %s"),
+        errno.EFBIG: ("resource_exhausted", "%s would exceed the file size limit"),
+        errno.EEXIST: ("failed_precondition", "%s already exists"),
+        errno.ENAMETOOLONG: ("invalid_argument", "a name in %s is too long"),
+        errno.EROFS: ("failed_precondition", "%s is on a read-only filesystem"),
     }
     code, message = codes.get(exc.errno, ("failed_precondition", "%%s: %s" % os.strerror(exc.errno or 0)))
     return ToolError(code, "path", message % (path or "."))
@@ -77,8 +83,10 @@ def resolve(path, follow_final=True):
             target = os.readlink(candidate)
             if target.startswith("/"):
                 if target != WORKSPACE and not target.startswith(WORKSPACE + "/"):
-                    raise ToolError("invalid_argument", "path", "%s goes through a symbolic link that leaves the workspace" % path)
-                resolved, target = [], target[len(WORKSPACE):]
+                    raise ToolError(
+                        "invalid_argument", "path", "%s goes through a symbolic link that leaves the workspace" % path
+                    )
+                resolved, target = [], target[len(WORKSPACE) :]
             parts = [p for p in target.split("/") if p not in ("", ".")] + parts
             continue
         resolved.append(name)
@@ -136,7 +144,7 @@ def write_bytes(real, path, content, mode=None):
                 break
             view = memoryview(chunk)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             total += len(chunk)
         if mode is not None:
             os.fchmod(fd, mode)
@@ -149,7 +157,9 @@ def write_bytes(real, path, content, mode=None):
 
 def write_file(h, body):
     mode = h.get("mode")
-    return {"bytes_written": write_bytes(resolve(h["path"]), h["path"], body, (int(mode) & 0o777) if mode else None)}, b""
+    return {
+        "bytes_written": write_bytes(resolve(h["path"]), h["path"], body, (int(mode) & 0o777) if mode else None)
+    }, b""
 
 
 def edit_file(h, body):
@@ -161,7 +171,9 @@ def edit_file(h, body):
     with os.fdopen(fd, "rb") as handle:
         raw = handle.read(max_bytes + 1)
     if len(raw) > max_bytes:
-        raise ToolError("failed_precondition", "path", "%s is larger than %d bytes; edit it with a command" % (path, max_bytes))
+        raise ToolError(
+            "failed_precondition", "path", "%s is larger than %d bytes; edit it with a command" % (path, max_bytes)
+        )
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -171,11 +183,19 @@ def edit_file(h, body):
     if count == 0:
         raise ToolError("failed_precondition", "old_text", "old_text was not found in %s" % path)
     if count > 1:
-        raise ToolError("failed_precondition", "old_text", "old_text matches %d times in %s; include more context so that it matches once" % (count, path))
+        raise ToolError(
+            "failed_precondition",
+            "old_text",
+            "old_text matches %d times in %s; include more context so that it matches once" % (count, path),
+        )
     size = len(raw) - len(old) + len(new)
     if size > max_bytes:
-        raise ToolError("invalid_argument", "new_text", "the edited %s would be %d bytes, more than the %d bytes EditFile works on; "
-                        "write it with WriteFile" % (path, size, max_bytes))
+        raise ToolError(
+            "invalid_argument",
+            "new_text",
+            "the edited %s would be %d bytes, more than the %d bytes EditFile works on; "
+            "write it with WriteFile" % (path, size, max_bytes),
+        )
     write_bytes(real, path, raw.replace(old, new, 1))
     return {"replacements": 1}, b""
 
@@ -193,8 +213,14 @@ def list_dir(h, body):
             info = os.lstat(os.path.join(real, name))
         except OSError:
             continue
-        if not answer.add({"name": printable(name), "is_dir": stat.S_ISDIR(info.st_mode), "is_symlink": stat.S_ISLNK(info.st_mode),
-                           "size": info.st_size}):
+        if not answer.add(
+            {
+                "name": printable(name),
+                "is_dir": stat.S_ISDIR(info.st_mode),
+                "is_symlink": stat.S_ISLNK(info.st_mode),
+                "size": info.st_size,
+            }
+        ):
             break
     return {"truncated": len(names) > limit or answer.full}, answer.encode()
 
@@ -208,7 +234,18 @@ def search(h, body):
     limits = h.get("limits") or {}
     # One match more than asked for per file tells whether the answer was cut.
     # --line-buffered: matches found before a limit stops grep still reach us.
-    argv = ["grep", "-rsnIEZ", "--line-buffered", "--exclude-dir=.git", "-m", str(max_results + 1), "-e", pattern, "--", real]
+    argv = [
+        "grep",
+        "-rsnIEZ",
+        "--line-buffered",
+        "--exclude-dir=.git",
+        "-m",
+        str(max_results + 1),
+        "-e",
+        pattern,
+        "--",
+        real,
+    ]
 
     def limited():
         os.setpgrp()
@@ -217,7 +254,14 @@ def search(h, body):
             resource.setrlimit(resource.RLIMIT_AS, (int(limits["as"]), int(limits["as"])))
 
     try:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=WORKSPACE, preexec_fn=limited)
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=WORKSPACE,
+            preexec_fn=limited,
+        )
     except OSError as exc:
         raise ToolError("failed_precondition", "pattern", "grep cannot run in this sandbox: %s" % exc)
     expired = threading.Event()
@@ -242,8 +286,12 @@ def search(h, body):
             name, _, numbered = line.partition(b"\0")
             number, _, text = numbered.partition(b":")
             if len(matches.items) >= max_results or not matches.add(
-                    {"path": printable(relative(os.fsdecode(name))), "line": int(number or 0),
-                     "text": text[:SEARCH_LINE_BYTES].rstrip(b"\n").decode("utf-8", "replace")}):
+                {
+                    "path": printable(relative(os.fsdecode(name))),
+                    "line": int(number or 0),
+                    "text": text[:SEARCH_LINE_BYTES].rstrip(b"\n").decode("utf-8", "replace"),
+                }
+            ):
                 truncated = True
                 break
     finally:
@@ -258,8 +306,16 @@ def search(h, body):
         errors = process.stderr.read(4096)  # -s keeps grep's stderr to the pattern's error
         process.stdout.close()
         process.stderr.close()
-    if status == 2 and not matches.items and any(word in errors for word in (b"Unmatched", b"Invalid", b"Trailing backslash")):
-        raise ToolError("invalid_argument", "pattern", "is not a valid extended regular expression: %s" % errors.decode("utf-8", "replace").strip())
+    if (
+        status == 2
+        and not matches.items
+        and any(word in errors for word in (b"Unmatched", b"Invalid", b"Trailing backslash"))
+    ):
+        raise ToolError(
+            "invalid_argument",
+            "pattern",
+            "is not a valid extended regular expression: %s" % errors.decode("utf-8", "replace").strip(),
+        )
     # Cut short (its CPU or memory limit, the timer) unless we stopped it: there may be matches it never reached.
     cut_short = expired.is_set() or (status < 0 and not truncated) or b"exhausted" in errors
     return {"truncated": truncated or cut_short, "cut_short": cut_short}, matches.encode()
@@ -303,7 +359,11 @@ class CappedBuffer(io.RawIOBase):
 
     def write(self, data):
         if len(self.buffer) + len(data) > self.limit:
-            raise ToolError("resource_exhausted", "path", "the archive would exceed %d bytes; download a smaller folder" % self.limit)
+            raise ToolError(
+                "resource_exhausted",
+                "path",
+                "the archive would exceed %d bytes; download a smaller folder" % self.limit,
+            )
         self.buffer += data
         return len(data)
 
@@ -359,11 +419,18 @@ def upload(h, body):
                     written += member.size
                     if written > max_bytes:
                         raise ToolError("resource_exhausted", "archive", "expands to more than %d bytes" % max_bytes)
-                    write_bytes(resolve(target_rel, follow_final=False), target_rel, archive.extractfile(member), (member.mode & 0o755) | 0o600)
+                    write_bytes(
+                        resolve(target_rel, follow_final=False),
+                        target_rel,
+                        archive.extractfile(member),
+                        (member.mode & 0o755) | 0o600,
+                    )
                 elif member.issym() or member.islnk():
                     written += link_into_workspace(member, target_rel, root_rel, max_bytes - written)
                 else:
-                    raise ToolError("invalid_argument", "archive", "member %r is a device, FIFO or other special file" % member.name)
+                    raise ToolError(
+                        "invalid_argument", "archive", "member %r is a device, FIFO or other special file" % member.name
+                    )
         except (tarfile.TarError, EOFError, OSError) as exc:
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ToolError("resource_exhausted", "archive", "the workspace is full")
@@ -391,11 +458,21 @@ def link_into_workspace(member, target_rel, root_rel, budget):
     fd = open_regular(source, os.O_RDONLY, source_rel)
     with os.fdopen(fd, "rb") as handle:
         if os.fstat(fd).st_size > budget:
-            raise ToolError("resource_exhausted", "archive", "expands past its byte limit through hard link %r" % member.name)
+            raise ToolError(
+                "resource_exhausted", "archive", "expands past its byte limit through hard link %r" % member.name
+            )
         return write_bytes(resolve(target_rel, follow_final=False), target_rel, handle)
 
 
-OPERATIONS = {"read": read_file, "write": write_file, "edit": edit_file, "list": list_dir, "search": search, "download": download, "upload": upload}
+OPERATIONS = {
+    "read": read_file,
+    "write": write_file,
+    "edit": edit_file,
+    "list": list_dir,
+    "search": search,
+    "download": download,
+    "upload": upload,
+}
 
 
 def handle(header, body):
