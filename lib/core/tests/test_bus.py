@@ -10,12 +10,14 @@ import textwrap
 
 import pytest
 from nats.js import api
+from nats.js.errors import ServerError
 
 from limi.trajectory.v1 import trajectory_pb2
 from limi_core import bus
 from limi_core.consumer import ConsumerSpec, Delivery, EventConsumer, PoisonMessage, read_dead_letters
 from limi_core.events import EventPublisher, PublishFailed, event_id
 from limi_core.idempotency import IdempotentSink
+from limi_core.processes import LOCAL_MAX_FILE_STORE_BYTES
 
 TRAJECTORIES = bus.stream_for(bus.TRAJECTORIES_RECORDED).name
 
@@ -256,3 +258,20 @@ async def test_streams_are_declared_with_discard_new_and_file_storage(jetstream)
         assert info.config.duplicate_window >= 3600
     queries = await jetstream.stream_info("LIMI_QUERIES")
     assert queries.config.retention == api.RetentionPolicy.WORK_QUEUE
+
+
+async def test_the_streams_reserve_against_the_local_servers_fixed_limit_not_the_free_disk(jetstream):
+    # CI once failed every stream creation on a machine with little free disk: nats-server's
+    # default limit is 75% of it. The local server's limit is fixed, so what fits is known.
+    reserved = sum(spec.max_bytes for spec in bus.STREAMS) + bus.PAYLOAD_BUCKET_MAX_BYTES
+    assert reserved < LOCAL_MAX_FILE_STORE_BYTES
+    spare = LOCAL_MAX_FILE_STORE_BYTES - reserved
+
+    def stream(name: str, max_bytes: int) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=name, subjects=[f"spare.{name}"], storage=api.StorageType.FILE, max_bytes=max_bytes
+        )
+
+    with pytest.raises(ServerError, match="insufficient storage"):
+        await jetstream.add_stream(stream("TOO_BIG", spare + bus.GIB))
+    await jetstream.add_stream(stream("FITS", spare))

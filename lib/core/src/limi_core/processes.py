@@ -2,12 +2,13 @@
 
 `supervised(argv)` makes a child die with its parent; `stop_process` stops one in order;
 `NatsServer` starts the real `nats-server` binary with JetStream on a free port and a data
-directory of the caller's choosing, and stops it; `free_port` and `wait_for_port` do what they
+directory of the caller's choosing (with a fixed storage limit, see below), and stops it; `free_port` and `wait_for_port` do what they
 say. Nothing here fakes a server.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -83,6 +84,16 @@ def stop_process(process: subprocess.Popen | None, timeout: float = 10.0) -> Non
         process.wait()
 
 
+# JetStream reserves each stream's max_bytes against the server's file-store limit when the
+# stream is created (limi's streams and payload bucket reserve about 29 GiB, see bus.py). Left
+# unset, that limit is 75% of the disk space free at start, so the same code failed to create its
+# streams ("insufficient storage resources available") on a machine with under ~39 GiB free.
+# A fixed limit makes the reservation independent of the disk; the bytes actually written stay
+# small, and a disk that really fills up fails the write, as it would with any limit.
+LOCAL_MAX_FILE_STORE_BYTES = 64 * 1024**3
+LOCAL_MAX_MEMORY_STORE_BYTES = 256 * 1024**2
+
+
 class NatsServer:
     """A real nats-server with JetStream; `start()` blocks until it accepts connections."""
 
@@ -96,17 +107,29 @@ class NatsServer:
         self.store_dir, self.host = pathlib.Path(store_dir), host
         self.port = port or free_port(host)
         self.log_file = log_file
+        self.config_file = self.store_dir / "nats-server.conf"
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    def config(self) -> str:
+        return (
+            f"listen: {json.dumps(f'{self.host}:{self.port}')}\n"
+            "jetstream {\n"
+            f"  store_dir: {json.dumps(str(self.store_dir))}\n"
+            f"  max_file_store: {LOCAL_MAX_FILE_STORE_BYTES}\n"
+            f"  max_memory_store: {LOCAL_MAX_MEMORY_STORE_BYTES}\n"
+            "}\n"
+        )
+
     def command(self) -> list[str]:
-        return [nats_server_binary(), "-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.store_dir)]
+        return [nats_server_binary(), "-c", str(self.config_file)]
 
     def start(self, timeout: float = 15.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self.config())
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
             supervised(self.command()), stdout=output, stderr=subprocess.STDOUT, **SUPERVISED_CHILD
